@@ -1,0 +1,35 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.tenancy.models import Membership
+from apps.tenancy.services import add_member, get_or_create_app, issue_api_key
+
+
+class Command(BaseCommand):
+    help = (
+        "First-run setup for `make run`: a local admin and a `demo` app with an API key. "
+        "Does nothing when a superuser already exists, so re-running keeps everything."
+    )
+
+    def handle(self, *args, **options) -> None:
+        if get_user_model().objects.filter(is_superuser=True).exists():
+            self.stdout.write("Existing installation found: keeping its data and accounts.")
+            return
+        password = secrets.token_urlsafe(12)
+        with transaction.atomic():
+            app = get_or_create_app(app_slug="demo", create=True)
+            user, _ = add_member(
+                organization=app.organization, username="admin", role=Membership.Role.OWNER, password=password
+            )
+            user.is_staff = user.is_superuser = True
+            user.save(update_fields=["is_staff", "is_superuser"])
+            _, raw_key = issue_api_key(app=app, name="local")
+        bar = "=" * 72
+        self.stdout.write(
+            f"\n{bar}\n  Observatory is set up. These are shown ONCE; store them now.\n\n"
+            f"  Log in at http://127.0.0.1:8000/  user: admin   password: {password}\n"
+            f"  API key for app 'demo' ({app.public_id}):\n    {raw_key}\n{bar}\n"
+        )

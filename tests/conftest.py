@@ -1,0 +1,82 @@
+"""Personas shared by every test (healthchecks' hc/test.py habit).
+
+- alice owns the Acme organization and its `support-bot` app;
+- charlie is a plain member of Acme;
+- bob owns Globex and its `sales-bot` app, and must never see anything of Acme's.
+Each organization has an API key for its app; `acme_client` / `globex_client` send it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.tenancy.models import ApiKey, Membership
+from tests.factories import AppFactory, MembershipFactory, OrganizationFactory, UserFactory
+
+
+@pytest.fixture
+def acme(db):
+    return OrganizationFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def globex(db):
+    return OrganizationFactory(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def alice(acme):
+    user = UserFactory(username="alice")
+    MembershipFactory(organization=acme, user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def charlie(acme):
+    user = UserFactory(username="charlie")
+    MembershipFactory(organization=acme, user=user)
+    return user
+
+
+@pytest.fixture
+def bob(globex):
+    user = UserFactory(username="bob")
+    MembershipFactory(organization=globex, user=user, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def acme_app(acme):
+    return AppFactory(organization=acme, name="Support Bot", slug="support-bot")
+
+
+@pytest.fixture
+def globex_app(globex):
+    return AppFactory(organization=globex, name="Sales Bot", slug="sales-bot")
+
+
+@pytest.fixture
+def acme_key(acme_app) -> str:
+    return ApiKey.issue(app=acme_app, name="acme test")[1]
+
+
+@pytest.fixture
+def globex_key(globex_app) -> str:
+    return ApiKey.issue(app=globex_app, name="globex test")[1]
+
+
+def key_client(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.fixture
+def acme_client(acme_key) -> APIClient:
+    return key_client(acme_key)
+
+
+@pytest.fixture
+def globex_client(globex_key) -> APIClient:
+    return key_client(globex_key)

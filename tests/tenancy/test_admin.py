@@ -1,0 +1,28 @@
+from apps.tenancy.models import ApiKey, hash_key
+
+
+def test_creating_a_key_in_the_admin_shows_it_once(admin_client, acme_app):
+    response = admin_client.post("/admin/tenancy/apikey/add/", {"app": acme_app.pk, "name": "ci"}, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"] if "shown only this once" in str(m)]
+    assert len(shown) == 1
+    raw_key = shown[0].rsplit(" ", 1)[1]
+    key = ApiKey.objects.get(name="ci")
+    assert key.key_hash == hash_key(raw_key)
+    assert key.organization_id == acme_app.organization_id
+    # The key is not shown again: not on the change page, not in the list.
+    change_page = admin_client.get(f"/admin/tenancy/apikey/{key.pk}/change/")
+    assert raw_key.encode() not in change_page.content
+    assert raw_key.encode() not in admin_client.get("/admin/tenancy/apikey/").content
+
+
+def test_the_admin_revokes_keys(admin_client, acme_app):
+    key, _ = ApiKey.issue(app=acme_app)
+    admin_client.post("/admin/tenancy/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]}, follow=True)
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+
+def test_admin_lists_load(admin_client, acme_app):
+    for model in ["organization", "app", "apikey"]:
+        assert admin_client.get(f"/admin/tenancy/{model}/").status_code == 200

@@ -1,0 +1,70 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.tenancy.models import ApiKey, hash_key
+from tests.conftest import key_client
+
+
+def test_it_stores_only_hash_and_prefix(acme_app):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    stored = ApiKey.objects.values().get(pk=key.pk)
+    assert raw_key not in {str(value) for value in stored.values()}
+    assert stored["key_hash"] == hash_key(raw_key) != raw_key
+    assert raw_key.startswith(stored["prefix"]) and len(stored["prefix"]) == 12
+    assert stored["organization_id"] == acme_app.organization_id
+
+
+def test_it_issues_distinct_keys(acme_app):
+    assert ApiKey.issue(app=acme_app)[1] != ApiKey.issue(app=acme_app)[1]
+
+
+def test_it_finds_a_key_only_with_the_full_secret(acme_app):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    assert ApiKey.objects.for_raw_key(raw_key) == key
+    assert ApiKey.objects.for_raw_key(raw_key[:-1] + ("A" if raw_key[-1] != "A" else "B")) is None
+    assert ApiKey.objects.for_raw_key(key.prefix) is None
+    assert ApiKey.objects.for_raw_key("") is None
+
+
+def test_it_accepts_a_valid_key(acme_client, acme_app):
+    response = acme_client.get("/api/apps/")
+    assert response.status_code == 200
+    assert [app["app_id"] for app in response.json()] == [str(acme_app.public_id)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer obs_00000000_unknownkeyunknownkeyunknownkey", "Bearer ", "Bearer not-a-key", None],
+    ids=["unknown", "empty", "malformed", "missing"],
+)
+def test_it_refuses_unknown_or_missing_keys(client, header, db):
+    kwargs = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    response = client.get("/api/apps/", **kwargs)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert response.json()["error"]
+
+
+def test_it_rejects_revoked_key(acme_app):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    key.revoke()
+    response = key_client(raw_key).get("/api/apps/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_it_updates_last_used_at_at_most_once_a_minute(acme_app, django_assert_num_queries):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    client = key_client(raw_key)
+    client.get("/api/apps/")
+    first = ApiKey.objects.get(pk=key.pk).last_used_at
+    assert first is not None
+    # Second request within the minute: key lookup + the apps query, no UPDATE.
+    with django_assert_num_queries(2):
+        client.get("/api/apps/")
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == first
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - timedelta(minutes=2))
+    client.get("/api/apps/")
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > first
