@@ -78,6 +78,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so two concurrent ingestion
     # requests queue on the busy timeout instead of failing a read->write upgrade;
     # WAL lets page reads proceed while a batch is being written.
+    # Tests use a file too (not the in-memory default), so that threads in concurrency
+    # tests meet SQLite's real locking instead of shared-cache table locks.
+    DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}-test"}
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
@@ -166,6 +169,8 @@ OBSERVATORY_MAX_BATCH_EVENTS = env_int("OBSERVATORY_MAX_BATCH_EVENTS", 1000, min
 OBSERVATORY_RATE_LIMIT_PER_MINUTE = env_int("OBSERVATORY_RATE_LIMIT_PER_MINUTE", 60000, minimum=0)
 OBSERVATORY_MAX_EVENT_BYTES = env_int("OBSERVATORY_MAX_EVENT_BYTES", 1024 * 1024, minimum=1024)
 OBSERVATORY_MAX_JSON_DEPTH = env_int("OBSERVATORY_MAX_JSON_DEPTH", 64, minimum=4)
+# Django refuses bodies over this before the view can answer 413 itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = OBSERVATORY_MAX_BODY_BYTES + 1
 # Seconds a client is told to wait on 429/503.
 OBSERVATORY_RETRY_AFTER_S = env_int("OBSERVATORY_RETRY_AFTER_S", 5, minimum=1)
 # Retention for new apps, in days; 0 = keep forever.

@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("apps.ingestion.urls")),
     path("api/", include("apps.tenancy.api.urls")),
     path("", include("apps.tenancy.urls")),
 ]

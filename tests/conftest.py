@@ -9,10 +9,30 @@ Each organization has an API key for its app; `acme_client` / `globex_client` se
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apps.tenancy.models import ApiKey, Membership
+from observatory.celery import app as celery_app
 from tests.factories import AppFactory, MembershipFactory, OrganizationFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache_and_tasks(request, settings):
+    """Each test starts with an empty process-local cache and runs Celery tasks in-process.
+
+    CI exports REDIS_URL for the tests marked `redis`, which talk to a real broker and
+    worker; every other test must not depend on, or leave anything in, a shared Redis.
+    """
+    if request.node.get_closest_marker("redis"):
+        yield
+        return
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = eager
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -10,7 +11,7 @@ from apps.tenancy.services import add_member, get_or_create_app, issue_api_key
 
 class Command(BaseCommand):
     help = (
-        "First-run setup for `make run`: a local admin and a `demo` app with an API key. "
+        "First-run setup for `make run`: a local admin, a `demo` app with an API key, and demo data. "
         "Does nothing when a superuser already exists, so re-running keeps everything."
     )
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
             _, raw_key = issue_api_key(app=app, name="local")
+        call_command("load_demo", app=app.slug, org=app.organization.slug, stdout=self.stdout)
         bar = "=" * 72
         self.stdout.write(
             f"\n{bar}\n  Observatory is set up. These are shown ONCE; store them now.\n\n"

@@ -1,0 +1,71 @@
+"""From an HTTP body to the list of raw events, or a typed error that maps to one status code."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+
+import orjson
+
+
+class BatchRejected(Exception):
+    """The whole request is refused; `status` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BodyTooLarge(BatchRejected):
+    status = 413
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    events: list
+    lenient: bool  # parsed by the fallback parser: NaN or lone surrogates may be inside
+
+
+def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise BatchRejected(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
+    # wbits 47 accepts gzip and zlib streams; max_length stops a decompression bomb early.
+    inflater = zlib.decompressobj(47)
+    try:
+        data = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BatchRejected(f"body is not valid {encoding}: {exc}") from None
+    if len(data) > max_bytes or inflater.unconsumed_tail:
+        raise BodyTooLarge(f"body is larger than {max_bytes} bytes once decompressed")
+    return data
+
+
+def parse_body(data: bytes, max_events: int) -> ParsedBody:
+    lenient = False
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as strict_error:
+        # orjson refuses NaN, Infinity and lone surrogates outright. The standard parser
+        # accepts them, so one bad event becomes a per-event error instead of losing the
+        # whole batch; it is only tried when the fast parser has already failed.
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            raise BatchRejected(f"body is not valid JSON: {strict_error}") from None
+        lenient = True
+    if not isinstance(document, dict):
+        raise BatchRejected('body must be a JSON object: {"events": [...]}')
+    events = document.get("events")
+    if not isinstance(events, list):
+        raise BatchRejected('"events" must be a list of event objects')
+    if not events:
+        raise BatchRejected('"events" is empty')
+    if len(events) > max_events:
+        raise BodyTooLarge(f"{len(events)} events is more than the limit of {max_events} per request")
+    return ParsedBody(events=events, lenient=lenient)

@@ -1,0 +1,132 @@
+"""The ingestion pipeline: validate -> resolve apps -> de-duplicate -> write one batch atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.ingestion.handlers import HANDLERS
+from apps.ingestion.validation import EventIn, EventInvalid, check_payload, validate_event
+from apps.tenancy.models import App
+from apps.tracing.services import find_parent_cycles, lock_runs, store_events
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+    def as_json(self) -> dict:
+        errors = [{"index": index, "error": message} for index, message in sorted(self.errors.items())]
+        return {"accepted": self.accepted, "rejected": self.rejected, "errors": errors}
+
+
+def ingest_batch(
+    *, app: App, raw_events: list, lenient: bool = False, received_at: datetime | None = None
+) -> BatchResult:
+    """Store a batch of reported events and apply their effects; invalid events are reported, not stored.
+
+    `app` is the default app (the API key's); events may name another app of its organization.
+    Exactly-once: each event has a de-duplication key, stored under a unique constraint, and
+    every effect is either an idempotent merge (runs) or applied only for events stored for
+    the first time (thread messages, feedback). The whole batch is one transaction.
+    """
+    received_at = received_at or timezone.now()
+    result = BatchResult()
+    events = _validate(raw_events, lenient, received_at, result.errors)
+    events = _resolve_apps(events, app, result.errors)
+    with transaction.atomic():
+        lock_runs(events)
+        result.errors.update(find_parent_cycles(events))
+        events = _unique([e for e in events if e.index not in result.errors])
+        new_keys = store_events(events, received_at)
+        for handler in HANDLERS:
+            handler(events, new_keys)
+    result.accepted = len(raw_events) - result.rejected
+    return result
+
+
+def _validate(raw_events: list, lenient: bool, now: datetime, errors: dict[int, str]) -> list[EventIn]:
+    events = []
+    for index, raw in enumerate(raw_events):
+        try:
+            check_payload(
+                raw,
+                max_bytes=settings.OBSERVATORY_MAX_EVENT_BYTES,
+                max_depth=settings.OBSERVATORY_MAX_JSON_DEPTH,
+                strict_walk=lenient,
+            )
+            events.append(validate_event(raw, index, now))
+        except EventInvalid as exc:
+            errors[index] = str(exc)
+    return events
+
+
+def _resolve_apps(events: list[EventIn], default_app: App, errors: dict[int, str]) -> list[EventIn]:
+    """App of each event: its app_id (top level or metadata), else the default; never another organization's."""
+    wanted = {e.app_ref for e in events if e.app_ref and e.app_ref != str(default_app.public_id)}
+    apps = {str(default_app.public_id): default_app}
+    if wanted:
+        same_org = App.objects.filter(organization_id=default_app.organization_id, public_id__in=_uuids(wanted))
+        apps.update((str(app.public_id), app) for app in same_org)
+    resolved = []
+    for event in events:
+        app = apps.get(_canonical_uuid(event.app_ref)) if event.app_ref else default_app
+        if app is None:
+            errors[event.index] = f"app_id: no app {event.app_ref!r} in this key's organization"
+            continue
+        event.app = app
+        event.dedup_key = dedup_key(event)
+        resolved.append(event)
+    return resolved
+
+
+def _canonical_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _uuids(values: set[str]) -> list[str]:
+    return [u for u in map(_canonical_uuid, values) if u]
+
+
+def dedup_key(event: EventIn) -> str:
+    """The client's event id when given, else a hash of the event's identifying fields (SPEC §2)."""
+    if event.client_id is not None:
+        parts = ["id", event.client_id]
+    else:
+        parts = ["fields", event.run_id, event.name]
+        # Without a client timestamp the server's clock would make every redelivery look new,
+        # so the event's whole content identifies it instead.
+        parts.append(event.raw.get("timestamp") if event.timestamp_given else _content(event.raw))
+        if event.kind == "chat":
+            parts += [event.role, _content(event.content), event.message_id]
+    return hashlib.sha256(orjson.dumps([event.app.pk, *parts])).hexdigest()
+
+
+def _content(value) -> str:
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _unique(events: list[EventIn]) -> list[EventIn]:
+    """Drop repeats of an event within the batch (they count as accepted, like any duplicate)."""
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.dedup_key not in seen:
+            seen.add(event.dedup_key)
+            unique.append(event)
+    return unique

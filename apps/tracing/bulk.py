@@ -1,0 +1,67 @@
+"""Multi-row INSERT ... ON CONFLICT statements for the ingestion write path.
+
+Django's bulk_create splits SQLite inserts every 999 parameters (its conservative default)
+and builds model instances; the batch path instead writes plain tuples in as few
+statements as the database allows, with the same SQL on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from django.db import connection, models
+
+# Bound parameters one statement may carry (SQLite >= 3.32 and PostgreSQL's protocol limit).
+MAX_PARAMS = {"sqlite": 32766, "postgresql": 65535}
+
+
+def db_value(field: models.Field, value: Any) -> Any:
+    """A Python value as the database driver wants it for `field` (JSON as text, datetimes adapted)."""
+    if value is None:
+        return None
+    if isinstance(field, models.JSONField):
+        return orjson.dumps(value).decode()
+    return field.get_db_prep_save(value, connection)
+
+
+def upsert(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+    returning: str | None = None,
+) -> list[tuple]:
+    """INSERT rows (already database values) into `model`; on a conflict update `update`, or do nothing."""
+    if not rows:
+        return []
+    fields = [model._meta.get_field(name) for name in columns]
+    jsonb = connection.vendor == "postgresql"
+    placeholder = (
+        "("
+        + ", ".join("CAST(%s AS jsonb)" if jsonb and isinstance(f, models.JSONField) else "%s" for f in fields)
+        + ")"
+    )
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
+    target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
+    if update:
+        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in (model._meta.get_field(n).column for n in update))
+        tail = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
+    else:
+        tail = f" ON CONFLICT ({target}) DO NOTHING"
+    if returning:
+        tail += f" RETURNING {quote(returning)}"
+    per_statement = max(1, MAX_PARAMS.get(connection.vendor, 999) // len(columns))
+    results: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = head + ", ".join([placeholder] * len(chunk)) + tail
+            cursor.execute(sql, [value for row in chunk for value in row])
+            if returning:
+                results += cursor.fetchall()
+    return results

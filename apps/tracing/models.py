@@ -1,0 +1,114 @@
+"""Runs (one execution of an agent, chain, tool or LLM call) and the raw events they are built from."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone
+
+from apps.costs.models import ModelCost
+from apps.tenancy.models import App
+
+# A run still `started` this long after it began is shown as timed out (a UI-only state).
+TIMEOUT_AFTER = timedelta(minutes=5)
+
+
+class Status(models.TextChoices):
+    STARTED = "started"
+    SUCCESS = "success"
+    ERROR = "error"
+
+
+# Order-independent merge of statuses: a run only moves forward, and an explicit error wins.
+STATUS_RANK = {Status.STARTED: 0, Status.SUCCESS: 1, Status.ERROR: 2}
+
+
+class RunQuerySet(models.QuerySet):
+    def for_apps(self, apps) -> RunQuerySet:
+        return self.filter(app__in=apps)
+
+    def llm_calls(self) -> RunQuerySet:
+        return self.filter(type="llm")
+
+    def recent(self) -> RunQuerySet:
+        return self.order_by("-started_at", "-id")
+
+
+class Run(models.Model):
+    """One execution of an agent, chain, tool or LLM call, assembled from its events.
+
+    Identified by (app, run_id): run ids are unique per app, never globally. Runs are
+    written only by `tracing.services.apply_run_events`, which merges events in any order.
+    `started_at` is never empty: until the start event arrives it holds the earliest time
+    seen for the run (`has_start` tells which).
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    run_id = models.CharField(max_length=128)
+    parent_run_id = models.CharField(max_length=128, null=True, blank=True)
+    type = models.CharField(max_length=32)
+    name = models.CharField(max_length=200, help_text="Display name.")
+    run_name = models.CharField(max_length=200, null=True, blank=True, help_text="Name given by the client.")
+    agent = models.CharField(max_length=200, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STARTED)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    latency_s = models.FloatField(null=True, blank=True)
+    has_start = models.BooleanField(default=False)
+    has_end = models.BooleanField(default=False)
+    model = models.CharField(max_length=200, null=True, blank=True)
+    prompt_tokens = models.BigIntegerField(null=True, blank=True)
+    completion_tokens = models.BigIntegerField(null=True, blank=True)
+    total_tokens = models.BigIntegerField(null=True, blank=True)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    tags = models.JSONField(default=list, blank=True)
+    user_id = models.CharField(max_length=200, null=True, blank=True)
+    user_email = models.CharField(max_length=254, null=True, blank=True)
+    user_props = models.JSONField(null=True, blank=True)
+    thread_id = models.CharField(max_length=128, null=True, blank=True)
+    saved = models.BooleanField(default=False)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "run_id"], name="run_unique_per_app")]
+        indexes = [
+            models.Index(fields=["app", "-started_at", "-id"], name="run_app_started"),
+            models.Index(fields=["app", "parent_run_id"], name="run_app_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name} ({self.run_id})"
+
+    @property
+    def display_status(self) -> str:
+        if self.status == Status.STARTED and timezone.now() - self.started_at > TIMEOUT_AFTER:
+            return "timed_out"
+        return self.status
+
+
+class Event(models.Model):
+    """One accepted event, kept as received. (app, dedup_key) makes redelivery a no-op."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run_id = models.CharField(max_length=128, null=True, blank=True)
+    name = models.CharField(max_length=100)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    dedup_key = models.CharField(max_length=64)
+    payload = models.JSONField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="event_dedup_per_app")]
+        indexes = [models.Index(fields=["app", "run_id", "timestamp"], name="event_app_run")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.run_id or ''}"

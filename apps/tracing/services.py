@@ -1,0 +1,295 @@
+"""Writes of runs and events: the run assembly of SPEC §2, set-based, a fixed number of queries a batch.
+
+Every function here takes the validated events of one batch (`apps.ingestion.validation.EventIn`)
+and is called inside the batch's transaction by the ingestion pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from apps.costs.pricing import PriceBook, Usage
+from apps.tracing.bulk import db_value, upsert
+from apps.tracing.models import STATUS_RANK, Event, Run, Status
+
+if TYPE_CHECKING:
+    from apps.ingestion.validation import EventIn
+
+RUN_KINDS = ("run", "saved")
+# Fields a start event is authoritative for, and those an end event is authoritative for.
+# An authoritative event overwrites what a non-authoritative one filled in earlier; anything
+# else only fills a field that is still empty, so a later event never erases a value.
+START_FIELDS = (
+    "input",
+    "parent_run_id",
+    "type",
+    "run_name",
+    "agent",
+    "user_id",
+    "user_email",
+    "user_props",
+    "thread_id",
+)
+END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", "total_tokens")
+INHERITED = ("agent", "user_id", "user_email")
+MAX_ANCESTRY = 500
+EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
+# Every column but the primary key: `app` and `run_id` first (the conflict target) and
+# `created_at` last, so that an update can set all the others and leave those alone.
+RUN_COLUMNS = [
+    "app", "run_id",
+    *(f.name for f in Run._meta.concrete_fields if f.name not in ("id", "app", "run_id", "created_at")),
+    "created_at",
+]  # fmt: skip
+
+
+def by_app(events: Iterable[EventIn]) -> dict[Any, list[EventIn]]:
+    grouped: dict[Any, list[EventIn]] = defaultdict(list)
+    for event in events:
+        grouped[event.app].append(event)
+    return grouped
+
+
+# --- locking and integrity ---------------------------------------------------------------
+
+
+def lock_runs(events: Sequence[EventIn]) -> None:
+    """Serialise concurrent batches that touch the same runs, until this transaction ends.
+
+    Runs are merged in Python from their current row, so two batches writing one run at
+    once must take turns. On PostgreSQL a transaction-scoped advisory lock per (app, run_id),
+    taken in sorted order so two batches cannot deadlock; it also covers runs that do not
+    exist yet, which row locks cannot. SQLite needs nothing: its IMMEDIATE transactions
+    already let one writer in at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({_lock_key(e.app.pk, e.run_id) for e in events if e.kind in RUN_KINDS})
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
+
+
+def _lock_key(app_pk: int, run_id: str) -> int:
+    digest = hashlib.blake2b(f"{app_pk}:{run_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def find_parent_cycles(events: Sequence[EventIn]) -> dict[int, str]:
+    """{event index: error} for run events whose parent_run_id would make a run its own ancestor."""
+    errors: dict[int, str] = {}
+    for app, app_events in by_app(e for e in events if e.kind == "run" and e.parent_run_id).items():
+        parent_of = _stored_ancestry(app, {e.parent_run_id for e in app_events})
+        for event in app_events:
+            if _is_ancestor(event.run_id, event.parent_run_id, parent_of):
+                errors[event.index] = (
+                    f"parent_run_id: {event.parent_run_id!r} is a descendant of run {event.run_id!r}; "
+                    "a run cannot be its own ancestor"
+                )
+            else:
+                parent_of.setdefault(event.run_id, event.parent_run_id)
+    return errors
+
+
+def _is_ancestor(run_id: str, parent_id: str, parent_of: dict[str, str | None]) -> bool:
+    seen = set()
+    node: str | None = parent_id
+    while node is not None and node not in seen and len(seen) < MAX_ANCESTRY:
+        if node == run_id:
+            return True
+        seen.add(node)
+        node = parent_of.get(node)
+    return False
+
+
+def _stored_ancestry(app, run_ids: set[str]) -> dict[str, str | None]:
+    """parent_run_id of the given runs and all their stored ancestors, in one recursive query."""
+    table = Run._meta.db_table
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    sql = f"""
+        WITH RECURSIVE chain(run_id, parent_run_id, depth) AS (
+            SELECT run_id, parent_run_id, 0 FROM {table} WHERE app_id = %s AND run_id IN ({placeholders})
+            UNION
+            SELECT r.run_id, r.parent_run_id, c.depth + 1
+            FROM {table} r JOIN chain c ON r.run_id = c.parent_run_id
+            WHERE r.app_id = %s AND c.depth < {MAX_ANCESTRY}
+        )
+        SELECT DISTINCT run_id, parent_run_id FROM chain
+    """  # noqa: S608 - only the table name and placeholders are formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [app.pk, *run_ids, app.pk])
+        return dict(cursor.fetchall())
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def store_events(events: Sequence[EventIn], received_at) -> set[str]:
+    """Insert the events, skipping any already stored; returns the dedup keys that are new.
+
+    ON CONFLICT DO NOTHING on (app, dedup_key) makes redelivery, even of the same batch by
+    two requests at once, insert each event exactly once; RETURNING tells the handlers
+    which events take effect for the first time.
+    """
+    field = Event._meta.get_field
+    received = db_value(field("received_at"), received_at)
+    rows = [
+        (
+            event.app.pk,
+            event.run_id,
+            event.name,
+            db_value(field("timestamp"), event.timestamp),
+            received,
+            event.dedup_key,
+            orjson.dumps(event.raw).decode(),
+        )  # fmt: skip
+        for event in events
+    ]
+    inserted = upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning="dedup_key")
+    return {key for (key,) in inserted}
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+def apply_run_events(events: Sequence[EventIn], new_keys: set[str]) -> None:
+    """Merge the batch's run events into their runs (creating them as needed), then mark saved runs."""
+    for app, app_events in by_app(e for e in events if e.kind in RUN_KINDS).items():
+        run_events = [e for e in app_events if e.kind == "run"]
+        created = _upsert_runs(app, run_events) if run_events else set()
+        newly_saved = {e.run_id for e in app_events if e.kind == "saved" and e.dedup_key in new_keys}
+        _mark_saved(app, newly_saved | created)
+        _propagate_to_children(app, {e.run_id for e in run_events if e.agent or e.user_id or e.user_email})
+
+
+def _upsert_runs(app, events: list[EventIn]) -> set[str]:
+    """Merge and write the runs of one app; returns the run ids that did not exist before."""
+    run_ids = {e.run_id for e in events}
+    wanted = run_ids | {e.parent_run_id for e in events if e.parent_run_id}
+    stored = {row["run_id"]: row for row in Run.objects.filter(app=app, run_id__in=wanted).values()}
+    states = {run_id: dict(stored[run_id]) if run_id in stored else None for run_id in run_ids}
+    for event in sorted(events, key=lambda e: e.timestamp):
+        states[event.run_id] = merge_event(states[event.run_id], event)
+    for state in states.values():
+        _inherit_from_parent(state, states, stored)
+    prices = PriceBook.for_models(s["model"] for s in states.values() if s["type"] == "llm")
+    for state in states.values():
+        finish_state(state, prices)
+    fields = [Run._meta.get_field(name) for name in RUN_COLUMNS]
+    rows = [[app.pk] + [db_value(f, state[f.attname]) for f in fields[1:]] for state in states.values()]
+    upsert(Run, RUN_COLUMNS, rows, conflict=["app", "run_id"], update=RUN_COLUMNS[2:-1])
+    return run_ids - stored.keys()
+
+
+def new_state(event: EventIn) -> dict[str, Any]:
+    start = event.started_at or event.timestamp
+    return {
+        "run_id": event.run_id, "status": Status.STARTED, "started_at": start, "ended_at": None,
+        "has_start": False, "has_end": False, "tags": [], "metadata": {}, "saved": False,
+        **{name: None for name in START_FIELDS + END_FIELDS},
+    }  # fmt: skip
+
+
+def merge_event(state: dict[str, Any] | None, event: EventIn) -> dict[str, Any]:
+    """Fold one run event into a run's state; the result is the same whatever the order of events."""
+    state = state or new_state(event)
+    starts = event.phase in ("start", "call")
+    ends = event.phase in ("end", "error", "call")
+    _fill(state, event, START_FIELDS, authoritative=starts and not state["has_start"])
+    _fill(state, event, END_FIELDS, authoritative=ends and not state["has_end"])
+    if starts and not state["has_start"]:
+        state["metadata"] = {**state["metadata"], **event.metadata}
+        state["started_at"] = event.started_at or event.timestamp
+    else:
+        state["metadata"] = {**event.metadata, **state["metadata"]}
+        if not state["has_start"] or starts:
+            state["started_at"] = min(state["started_at"], event.started_at or event.timestamp)
+    if ends:
+        ended = state["ended_at"]
+        state["ended_at"] = event.timestamp if not state["has_end"] or ended is None else max(ended, event.timestamp)
+    status = event.status or (Status.SUCCESS if ends else Status.STARTED)
+    if STATUS_RANK[status] > STATUS_RANK[state["status"]]:
+        state["status"] = status
+    state["tags"] = state["tags"] + [tag for tag in event.tags if tag not in state["tags"]]
+    state["has_start"] = state["has_start"] or starts
+    state["has_end"] = state["has_end"] or ends
+    return state
+
+
+def _fill(state: dict[str, Any], event: EventIn, fields: tuple[str, ...], *, authoritative: bool) -> None:
+    for name in fields:
+        value = getattr(event, name)
+        if value is not None and (authoritative or state[name] is None):
+            state[name] = value
+
+
+def _inherit_from_parent(state: dict[str, Any], states: dict[str, dict], stored: dict[str, dict]) -> None:
+    """Agent and user fall back to the parent's when the parent is known (in this batch or stored)."""
+    seen = {state["run_id"]}
+    node = state
+    while any(state[name] is None for name in INHERITED) and node["parent_run_id"] not in (None, *seen):
+        parent_id = node["parent_run_id"]
+        seen.add(parent_id)
+        node = states.get(parent_id) or stored.get(parent_id)
+        if node is None:
+            return
+        for name in INHERITED:
+            if state[name] is None:
+                state[name] = node[name]
+
+
+def finish_state(state: dict[str, Any], prices: PriceBook) -> None:
+    """Derived columns: latency, display name, cost."""
+    state["type"] = state["type"] or "custom"
+    if state["has_start"] and state["ended_at"] is not None:
+        state["latency_s"] = max(0.0, (state["ended_at"] - state["started_at"]).total_seconds())
+    else:
+        state["latency_s"] = None
+    state["name"] = display_name(state)
+    cost, row = (0, None)
+    if state["type"] == "llm":
+        usage = Usage(
+            state["model"], state["prompt_tokens"], state["completion_tokens"], state["total_tokens"],
+            state["started_at"],
+        )  # fmt: skip
+        cost, row = prices.price(usage)
+    state["cost"], state["cost_row_id"] = cost, row.pk if row else None
+    state["updated_at"] = timezone.now()
+    state.setdefault("created_at", state["updated_at"])
+
+
+def display_name(state: dict[str, Any]) -> str:
+    name = state["run_name"] or state["metadata"].get("run_name")
+    if not name and state["type"] == "agent":
+        name = state["agent"]
+    if not name and state["type"] == "llm":
+        name = state["model"]
+    return str(name or state["type"])[:200]
+
+
+def _mark_saved(app, run_ids: set[str]) -> None:
+    """Set `saved` on runs that have a saved event, whichever of the two arrived first."""
+    if not run_ids:
+        return
+    has_saved_event = Exists(Event.objects.filter(app=app, run_id=OuterRef("run_id"), name="saved"))
+    Run.objects.filter(app=app, run_id__in=run_ids, saved=False).filter(has_saved_event).update(saved=True)
+
+
+def _propagate_to_children(app, parent_ids: set[str]) -> None:
+    """Children stored before their parent inherit its agent and user now that it is known."""
+    if not parent_ids:
+        return
+    parent = Run.objects.filter(app=app, run_id=OuterRef("parent_run_id"))
+    missing = Q(agent__isnull=True) | Q(user_id__isnull=True) | Q(user_email__isnull=True)
+    Run.objects.filter(missing, app=app, parent_run_id__in=parent_ids).update(
+        **{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
+    )

@@ -1,0 +1,24 @@
+from io import StringIO
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from apps.tenancy.models import ApiKey
+from apps.tracing.models import Run
+
+
+def test_first_run_creates_admin_key_and_demo_data_and_second_run_keeps_them(client, db):
+    out = StringIO()
+    call_command("setup_local", stdout=out)
+    text = out.getvalue()
+    password = text.split("password: ")[1].split()[0]
+    raw_key = text.split("API key for app 'demo'")[1].split()[1]
+    assert client.login(username="admin", password=password)
+    assert ApiKey.objects.for_raw_key(raw_key).app.slug == "demo"
+    runs = Run.objects.count()
+    assert runs > 100
+
+    again = StringIO()
+    call_command("setup_local", stdout=again)
+    assert "keeping its data" in again.getvalue() and password not in again.getvalue()
+    assert get_user_model().objects.count() == 1 and Run.objects.count() == runs
