@@ -27,3 +27,12 @@ def post_raw(client, body: bytes, *, gzipped: bool = False, **extra):
 def run(run_id: str, app=None) -> Run:
     runs = Run.objects.filter(run_id=run_id)
     return (runs.filter(app=app) if app is not None else runs).get()
+
+
+def ingest(app, *events):
+    """Write events through the real ingestion service (no HTTP), failing on any rejected event."""
+    from apps.ingestion.services import ingest_batch
+
+    result = ingest_batch(app=app, raw_events=list(events))
+    assert not result.errors, result.errors
+    return result

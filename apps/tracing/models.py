@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import models
+from django.db.models import Lookup, Q
 from django.utils import timezone
 
 from apps.costs.models import ModelCost
@@ -22,6 +23,35 @@ class Status(models.TextChoices):
 
 # Order-independent merge of statuses: a run only moves forward, and an explicit error wins.
 STATUS_RANK = {Status.STARTED: 0, Status.SUCCESS: 1, Status.ERROR: 2}
+
+
+# How much of input and of output the search box looks at (see docs/API.md).
+SEARCH_CHARS_PER_FIELD = 4000
+
+
+@models.JSONField.register_lookup
+class AnyOf(Lookup):
+    """`tags__any_of=["a", "b"]`: the JSON array holds at least one of the strings.
+
+    PostgreSQL answers with the jsonb `?|` operator, which the GIN index on tags serves;
+    SQLite, which has no such index, looks through json_each.
+    """
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_postgresql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        return f"{lhs} ?| %s", [*lhs_params, list(self.rhs)]
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        placeholders = ", ".join(["%s"] * len(values))
+        return f"EXISTS (SELECT 1 FROM json_each({lhs}) WHERE json_each.value IN ({placeholders}))", [
+            *lhs_params,
+            *values,
+        ]
 
 
 class RunQuerySet(models.QuerySet):
@@ -73,6 +103,9 @@ class Run(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    search_text = models.TextField(
+        default="", blank=True, editable=False, help_text="Lower-cased name, agent, model, input and output."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -80,9 +113,27 @@ class Run(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "run_id"], name="run_unique_per_app")]
+        # Every list is one app, newest first (or by a sort column), so each index leads with
+        # the app and ends with the sort key: an equality filter plus ORDER BY ... LIMIT reads
+        # one page of index entries. docs/API.md maps filters to indexes. The GIN indexes for
+        # tags and search are PostgreSQL-only (migration 0002).
         indexes = [
             models.Index(fields=["app", "-started_at", "-id"], name="run_app_started"),
+            models.Index(fields=["app", "type", "-started_at", "-id"], name="run_app_type_started"),
+            models.Index(fields=["app", "model", "-started_at", "-id"], name="run_app_model_started"),
+            models.Index(fields=["app", "agent", "-started_at", "-id"], name="run_app_agent_started"),
+            models.Index(fields=["app", "user_id", "-started_at"], name="run_app_user_started"),
+            models.Index(fields=["app", "user_email", "-started_at"], name="run_app_email_started"),
+            models.Index(fields=["app", "name", "-started_at"], name="run_app_name_started"),
+            models.Index(
+                fields=["app", "status", "-started_at"], name="run_app_unfinished", condition=~Q(status="success")
+            ),
             models.Index(fields=["app", "parent_run_id"], name="run_app_parent"),
+            models.Index(fields=["app", "thread_id"], name="run_app_thread", condition=Q(thread_id__isnull=False)),
+            models.Index(fields=["app", "-started_at"], name="run_app_saved", condition=Q(saved=True)),
+            models.Index(fields=["app", "-latency_s", "-id"], name="run_app_latency"),
+            models.Index(fields=["app", "-cost", "-id"], name="run_app_cost"),
+            models.Index(fields=["app", "-total_tokens", "-id"], name="run_app_tokens"),
         ]
 
     def __str__(self) -> str:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from apps.costs.pricing import PriceBook, Usage
 from apps.tracing.bulk import db_value, upsert
-from apps.tracing.models import STATUS_RANK, Event, Run, Status
+from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Run, Status
 
 if TYPE_CHECKING:
     from apps.ingestion.validation import EventIn
@@ -173,8 +173,8 @@ def apply_run_events(events: Sequence[EventIn], new_keys: set[str]) -> None:
 
 def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     """Merge and write the runs of one app; returns the run ids that did not exist before."""
-    run_ids = {e.run_id for e in events}
-    wanted = run_ids | {e.parent_run_id for e in events if e.parent_run_id}
+    run_ids = list(dict.fromkeys(e.run_id for e in events))  # batch order: new runs get ids in it
+    wanted = {*run_ids, *(e.parent_run_id for e in events if e.parent_run_id)}
     stored = {row["run_id"]: row for row in Run.objects.filter(app=app, run_id__in=wanted).values()}
     states = {run_id: dict(stored[run_id]) if run_id in stored else None for run_id in run_ids}
     for event in sorted(events, key=lambda e: e.timestamp):
@@ -187,7 +187,7 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     fields = [Run._meta.get_field(name) for name in RUN_COLUMNS]
     rows = [[app.pk] + [db_value(f, state[f.attname]) for f in fields[1:]] for state in states.values()]
     upsert(Run, RUN_COLUMNS, rows, conflict=["app", "run_id"], update=RUN_COLUMNS[2:-1])
-    return run_ids - stored.keys()
+    return set(run_ids) - stored.keys()
 
 
 def new_state(event: EventIn) -> dict[str, Any]:
@@ -255,6 +255,7 @@ def finish_state(state: dict[str, Any], prices: PriceBook) -> None:
     else:
         state["latency_s"] = None
     state["name"] = display_name(state)
+    state["search_text"] = search_text(state)
     cost, row = (0, None)
     if state["type"] == "llm":
         usage = Usage(
@@ -274,6 +275,19 @@ def display_name(state: dict[str, Any]) -> str:
     if not name and state["type"] == "llm":
         name = state["model"]
     return str(name or state["type"])[:200]
+
+
+def search_text(state: dict[str, Any]) -> str:
+    """What the runs search looks through: names, model, and the start of input and output."""
+    parts = [state["name"], state["agent"], state["model"], _text(state["input"]), _text(state["output"])]
+    return "\n".join(part for part in parts if part).lower()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text[:SEARCH_CHARS_PER_FIELD]
 
 
 def _mark_saved(app, run_ids: set[str]) -> None:

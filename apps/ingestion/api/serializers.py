@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 
-class EventSerializer(serializers.Serializer):
+class ReportedEventSerializer(serializers.Serializer):
     name = serializers.CharField(help_text="agent_start, llm_end, tool_error, llm_call, saved, chat, feedback, ...")
     type = serializers.CharField(required=False, help_text="agent, chain, tool, llm, retriever, embedding, ...")
     run_id = serializers.CharField(required=False, max_length=128)
@@ -25,7 +25,7 @@ class EventSerializer(serializers.Serializer):
 
 
 class ReportSerializer(serializers.Serializer):
-    events = EventSerializer(many=True)
+    events = ReportedEventSerializer(many=True)
 
 
 class EventErrorSerializer(serializers.Serializer):

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from apps.tenancy.scoping import requested_app
+from apps.tracing.api.pagination import KeysetPagination
+from apps.tracing.api.serializers import (
+    CompareRequestSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    TraceNodeSerializer,
+)
+from apps.tracing.filters import RunFilterSet
+from apps.tracing.models import Run
+from apps.tracing.traces import cost_rows_for, differences, load_trace
+
+APP_ID = OpenApiParameter("app_id", OpenApiTypes.UUID, description="Default: the key's app / your current app.")
+
+
+class RunFilterBackend(DjangoFilterBackend):
+    """Also hands the validated ordering to the view, for the keyset paginator."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        view.ordering = filterset.requested_ordering
+        return filterset.qs
+
+
+class RunViewSet(viewsets.GenericViewSet):
+    """Runs of one app: the filtered list, one run with its trace, and a comparison of two runs."""
+
+    serializer_class = RunSerializer
+    filterset_class = RunFilterSet
+    filter_backends = [RunFilterBackend]
+    pagination_class = KeysetPagination
+    lookup_field = "run_id"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Run.objects.none()
+        return Run.objects.filter(app=self.app).defer("search_text")
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        app_id = request.data.get("app_id") if self.action == "compare" else request.query_params.get("app_id")
+        self.app = requested_app(request, app_id)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "app": self.app}
+
+    @extend_schema(parameters=[APP_ID], summary="List runs")
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(parameters=[APP_ID], responses=RunDetailSerializer, summary="A run with its events and trace")
+    def retrieve(self, request, run_id: str):
+        root = self._trace(run_id, with_events=True)
+        context = {**self.get_serializer_context(), "cost_rows": cost_rows_for(root)}
+        return Response(RunDetailSerializer(root, context=context).data)
+
+    @extend_schema(
+        request=CompareRequestSerializer,
+        responses=inline_serializer(
+            "RunComparison",
+            {"a": TraceNodeSerializer(), "b": TraceNodeSerializer(), "differences": serializers.ListField()},
+        ),
+        summary="Compare two runs",
+    )
+    @action(detail=False, methods=["post"], url_path="compare")
+    def compare(self, request):
+        body = CompareRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        a, b = self._trace(body.validated_data["run_id_a"]), self._trace(body.validated_data["run_id_b"])
+        context = {**self.get_serializer_context(), "cost_rows": {**cost_rows_for(a), **cost_rows_for(b)}}
+        return Response(
+            {
+                "a": TraceNodeSerializer(a, context=context).data,
+                "b": TraceNodeSerializer(b, context=context).data,
+                "differences": differences(a, b),
+            }
+        )
+
+    def _trace(self, run_id: str, with_events: bool = False) -> Run:
+        root = load_trace(self.app, run_id, with_events=with_events)
+        if root is None:
+            raise Http404(f"No run {run_id!r} in this app.")
+        return root

@@ -1,0 +1,104 @@
+"""The one FilterSet of the runs list (SPEC §3), shared by GET /api/run/ and the LLM Calls page."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.core.validators import RegexValidator
+from django.utils import timezone
+
+from apps.tracing.models import TIMEOUT_AFTER, Status
+
+ORDERINGS = ["-started_at", "started_at", "-latency_s", "latency_s", "-cost", "cost", "-total_tokens", "total_tokens"]
+DEFAULT_ORDERING = "-started_at"
+BOOLEAN_CHOICES = [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")]
+
+
+class ListWidget(forms.Widget):
+    """Reads `tags=a,b` and `tags=a&tags=b` (and both mixed) as one list."""
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
+        return [item.strip() for value in values if value for item in value.split(",") if item.strip()]
+
+
+class ListField(forms.Field):
+    widget = ListWidget
+
+    def clean(self, value):
+        value = super().clean(value) or []
+        if len(value) > 50:
+            raise forms.ValidationError("At most 50 values.")
+        return value
+
+
+class ListFilter(django_filters.Filter):
+    field_class = ListField
+
+
+class StrictBooleanFilter(django_filters.ChoiceFilter):
+    """true/false/1/0; anything else is an error (django-filter's BooleanFilter ignores it silently)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, choices=BOOLEAN_CHOICES, **kwargs)
+
+    def filter(self, qs, value):
+        if value in (None, ""):
+            return qs
+        return self.apply(qs, value in ("true", "1"))
+
+    def apply(self, qs, flag: bool):
+        return qs.filter(**{self.field_name: flag})
+
+
+class RootFilter(StrictBooleanFilter):
+    def apply(self, qs, flag: bool):
+        return qs.filter(parent_run_id__isnull=flag)
+
+
+class RunFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=[*Status.choices, ("timed_out", "timed out")], method="by_status")
+    type = django_filters.CharFilter(validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,31}$", "Not a run type.")])
+    model = django_filters.CharFilter()
+    agent = django_filters.CharFilter()
+    user_email = django_filters.CharFilter()
+    user_id = django_filters.CharFilter()
+    name = django_filters.CharFilter()
+    min_latency_s = django_filters.NumberFilter(field_name="latency_s", lookup_expr="gte")
+    max_latency_s = django_filters.NumberFilter(field_name="latency_s", lookup_expr="lte")
+    min_cost = django_filters.NumberFilter(field_name="cost", lookup_expr="gte")
+    max_cost = django_filters.NumberFilter(field_name="cost", lookup_expr="lte")
+    tags = ListFilter(method="by_tags")
+    from_ = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    to = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lte")
+    search = django_filters.CharFilter(method="by_search")
+    saved = StrictBooleanFilter(field_name="saved")
+    parent_run_id = django_filters.CharFilter()
+    root = RootFilter()
+    thread_id = django_filters.CharFilter()
+    ordering = django_filters.ChoiceFilter(choices=[(o, o) for o in ORDERINGS], method="keep")
+
+    def by_status(self, qs, name, value):
+        stale = timezone.now() - TIMEOUT_AFTER
+        if value == "timed_out":
+            return qs.filter(status=Status.STARTED, started_at__lt=stale)
+        return qs.filter(status=value)
+
+    def by_tags(self, qs, name, value):
+        return qs.filter(tags__any_of=value) if value else qs
+
+    def by_search(self, qs, name, value):
+        # search_text is stored lower-cased, so a plain LIKE is case-insensitive everywhere
+        # and PostgreSQL's trigram index (gin_trgm_ops) serves it.
+        return qs.filter(search_text__contains=value.lower()) if value.strip() else qs
+
+    def keep(self, qs, name, value):
+        return qs  # ordering is applied by the keyset paginator, which must know it
+
+    @property
+    def requested_ordering(self) -> str:
+        return self.form.cleaned_data.get("ordering") or DEFAULT_ORDERING
+
+
+# `from` is a Python keyword: declare the filter as `from_` and publish it under its real name.
+RunFilterSet.base_filters["from"] = RunFilterSet.base_filters.pop("from_")

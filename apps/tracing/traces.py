@@ -1,0 +1,120 @@
+"""Reading whole traces: a run and its descendants in one recursive query, assembled in Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection
+
+from apps.costs.models import ModelCost
+from apps.tracing.models import Event, Run
+
+MAX_DEPTH = 200
+MAX_NODES = 10_000
+
+
+@dataclass
+class TreeInfo:
+    children: list[Run] = field(default_factory=list)
+    subtree_tokens: int = 0
+    subtree_cost: Decimal = Decimal(0)
+    depth: int = 0
+    events: list[Event] = field(default_factory=list)
+
+
+def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
+    """The run `run_id` of `app` with `.tree` set on it and on every descendant, or None.
+
+    One recursive query fetches the subtree (bounded in depth and size, and safe against
+    cycles), whatever its shape; totals are summed bottom-up in Python.
+    """
+    runs = list(_subtree(app, run_id))
+    by_id = {run.run_id: run for run in runs}
+    root = by_id.get(run_id)
+    if root is None:
+        return None
+    for run in runs:
+        run.tree = TreeInfo()
+    for run in sorted(runs, key=lambda r: (r.started_at, r.pk)):
+        parent = by_id.get(run.parent_run_id) if run is not root else None
+        if parent is not None:
+            parent.tree.children.append(run)
+    _sum_subtree(root)
+    if with_events:
+        root.tree.events = list(Event.objects.filter(app=app, run_id=run_id).order_by("timestamp", "id"))
+    return root
+
+
+def _subtree(app, run_id: str):
+    table = Run._meta.db_table
+    columns = ", ".join(
+        f"r.{connection.ops.quote_name(f.column)}" for f in Run._meta.concrete_fields if f.name != "search_text"
+    )
+    sql = f"""
+        WITH RECURSIVE tree(id, run_id, depth) AS (
+            SELECT id, run_id, 0 FROM {table} WHERE app_id = %s AND run_id = %s
+            UNION
+            SELECT r.id, r.run_id, t.depth + 1
+            FROM {table} r JOIN tree t ON r.parent_run_id = t.run_id
+            WHERE r.app_id = %s AND t.depth < {MAX_DEPTH}
+        )
+        SELECT {columns} FROM {table} r WHERE r.id IN (SELECT id FROM tree) LIMIT {MAX_NODES}
+    """  # noqa: S608 - only the table and column names are formatted in
+    return Run.objects.raw(sql, [app.pk, run_id, app.pk])
+
+
+def _sum_subtree(root: Run) -> None:
+    """Subtree totals, iteratively (a trace may be deeper than Python's recursion limit)."""
+    order, stack, seen = [], [root], set()
+    while stack:
+        run = stack.pop()
+        if run.pk in seen:
+            continue
+        seen.add(run.pk)
+        order.append(run)
+        for child in run.tree.children:
+            child.tree.depth = run.tree.depth + 1
+            stack.append(child)
+    for run in reversed(order):
+        run.tree.subtree_tokens = (run.total_tokens or 0) + sum(c.tree.subtree_tokens for c in run.tree.children)
+        run.tree.subtree_cost = run.cost + sum((c.tree.subtree_cost for c in run.tree.children), Decimal(0))
+
+
+def walk(root: Run):
+    """Runs of a loaded trace in pre-order (parents before children, siblings by start time)."""
+    stack, seen = [root], set()
+    while stack:
+        run = stack.pop()
+        if run.pk in seen:
+            continue
+        seen.add(run.pk)
+        yield run
+        stack.extend(reversed(run.tree.children))
+
+
+def cost_rows_for(root: Run) -> dict[int, ModelCost]:
+    ids = {run.cost_row_id for run in walk(root) if run.cost_row_id}
+    return {row.pk: row for row in ModelCost.objects.filter(pk__in=ids)} if ids else {}
+
+
+COMPARED_FIELDS = ["input", "output", "model", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+                   "latency_s", "status"]  # fmt: skip
+
+
+def differences(a: Run, b: Run) -> list[dict]:
+    """What differs between two loaded traces: each compared field, then the shape of their trees."""
+    diffs = [
+        {"field": name, "a": getattr(a, name), "b": getattr(b, name)}
+        for name in COMPARED_FIELDS
+        if getattr(a, name) != getattr(b, name)
+    ]
+    shape_a, shape_b = tree_shape(a), tree_shape(b)
+    if shape_a != shape_b:
+        diffs.append({"field": "tree", "a": shape_a, "b": shape_b})
+    return diffs
+
+
+def tree_shape(root: Run) -> list[str]:
+    """The trace as indented "type name" lines, pre-order: equal shapes mean the same steps."""
+    return [f"{'  ' * run.tree.depth}{run.type} {run.name}" for run in walk(root)]
