@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import models
-from django.db.models import Lookup, Q
+from django.db.models import F, Lookup, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.costs.models import ModelCost
@@ -131,9 +132,10 @@ class Run(models.Model):
             models.Index(fields=["app", "parent_run_id"], name="run_app_parent"),
             models.Index(fields=["app", "thread_id"], name="run_app_thread", condition=Q(thread_id__isnull=False)),
             models.Index(fields=["app", "-started_at"], name="run_app_saved", condition=Q(saved=True)),
-            models.Index(fields=["app", "-latency_s", "-id"], name="run_app_latency"),
             models.Index(fields=["app", "-cost", "-id"], name="run_app_cost"),
-            models.Index(fields=["app", "-total_tokens", "-id"], name="run_app_tokens"),
+            # The sort keys of the runs list for nullable columns (see api/pagination.sort_key).
+            models.Index(F("app"), Coalesce("latency_s", Value(-1.0)).desc(), F("id").desc(), name="run_app_latency"),
+            models.Index(F("app"), Coalesce("total_tokens", Value(-1)).desc(), F("id").desc(), name="run_app_tokens"),
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
-from django.db.models import F, Q, QuerySet
+from django.db.models import BooleanField, Expression, F, QuerySet, Value
+from django.db.models.functions import Coalesce
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
@@ -19,7 +20,7 @@ MAX_LIMIT = 500
 # How each sort column's values travel in a cursor.
 DECODERS = {
     "started_at": datetime.fromisoformat,
-    "latency_s": float,
+    "latency_s": float,  # the sort key: -1 for no latency
     "cost": Decimal,
     "total_tokens": int,
 }
@@ -37,29 +38,51 @@ def parse_limit(raw: str | None) -> int:
     return limit
 
 
+def sort_key(column: str):
+    """The expression a list is sorted on. NULL latency and tokens (unfinished and non-LLM runs)
+    sort as -1, below every real value: a NOT NULL key needs no NULLS FIRST/LAST clause, so
+    one plain expression index (Run.Meta) serves both directions and every cursor."""
+    if column in ("latency_s", "total_tokens"):
+        return Coalesce(F(column), Value(-1.0 if column == "latency_s" else -1))
+    return F(column)
+
+
 def order_keyset(queryset: QuerySet, ordering: str) -> QuerySet:
-    """ORDER BY the sort column then id, in one direction. NULL sorts as the smallest value
-    (last when descending) on both databases, matching the indexes' order."""
+    """ORDER BY the sort key then id, both in the same direction; rows carry `.sort_key`."""
     column, descending = ordering.lstrip("-"), ordering.startswith("-")
+    queryset = queryset.annotate(sort_key=sort_key(column))
     if descending:
-        return queryset.order_by(F(column).desc(nulls_last=True), F("id").desc())
-    return queryset.order_by(F(column).asc(nulls_first=True), F("id").asc())
+        return queryset.order_by(F("sort_key").desc(), F("id").desc())
+    return queryset.order_by(F("sort_key").asc(), F("id").asc())
 
 
-def after(ordering: str, value, last_id: int) -> Q:
-    """Rows strictly after (value, last_id) in `ordering`."""
-    column, descending = ordering.lstrip("-"), ordering.startswith("-")
-    beyond, id_beyond = ("lt", "lt") if descending else ("gt", "gt")
-    if value is None:
-        same = Q(**{f"{column}__isnull": True, f"id__{id_beyond}": last_id})
-        return same if descending else same | Q(**{f"{column}__isnull": False})
-    # `column <= value AND (column < value OR id < last)` rather than a plain OR, so that
-    # the database can start its index scan at the cursor instead of filtering from the top.
-    bound = "lte" if descending else "gte"
-    following = Q(**{f"{column}__{bound}": value}) & (
-        Q(**{f"{column}__{beyond}": value}) | Q(**{column: value, f"id__{id_beyond}": last_id})
-    )
-    return (following | Q(**{f"{column}__isnull": True})) if descending else following
+class RowAfter(Expression):
+    """`(sort_key, id) < (value, last_id)` (or `>` ascending): a row comparison.
+
+    Both databases use it as one index range condition on (sort key, id), so a deep page
+    costs the same as the first even inside a long run of equal sort keys (cost 0, say),
+    where `key <= v AND (key < v OR id < last)` would scan the whole tie.
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, key, value, last_id: int, *, descending: bool) -> None:
+        super().__init__()
+        self.key, self.value, self.last_id, self.descending = key, value, last_id, descending
+
+    def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
+        clone = self.copy()
+        clone.key = self.key.resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        clone.row_id = F("id").resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        clone.bound = Value(self.value, output_field=clone.key.output_field)
+        return clone
+
+    def as_sql(self, compiler, connection):
+        key_sql, key_params = compiler.compile(self.key)
+        id_sql, id_params = compiler.compile(self.row_id)
+        value_sql, value_params = compiler.compile(self.bound)
+        op = "<" if self.descending else ">"
+        return f"({key_sql}, {id_sql}) {op} ({value_sql}, %s)", [*key_params, *id_params, *value_params, self.last_id]
 
 
 class KeysetPagination(BasePagination):
@@ -70,19 +93,21 @@ class KeysetPagination(BasePagination):
         self.ordering = getattr(view, "ordering", "-started_at")
         self.column = self.ordering.lstrip("-")
         self.limit = parse_limit(request.query_params.get("limit"))
+        queryset = order_keyset(queryset, self.ordering)
         cursor = request.query_params.get("cursor")
         if cursor:
             value, last_id = self.decode(cursor)
-            queryset = queryset.filter(after(self.ordering, value, last_id))
-        rows = list(order_keyset(queryset, self.ordering)[: self.limit + 1])
+            after = RowAfter(sort_key(self.column), value, last_id, descending=self.ordering.startswith("-"))
+            queryset = queryset.filter(after)
+        rows = list(queryset[: self.limit + 1])
         self.has_next = len(rows) > self.limit
         rows = rows[: self.limit]
         self.last = rows[-1] if rows else None
         return rows
 
     def encode(self, row) -> str:
-        value = getattr(row, self.column)
-        value = value.isoformat() if isinstance(value, datetime) else None if value is None else str(value)
+        value = row.sort_key
+        value = value.isoformat() if isinstance(value, datetime) else str(value)
         payload = orjson.dumps({"o": self.ordering, "v": value, "id": row.pk})
         return base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
@@ -91,8 +116,7 @@ class KeysetPagination(BasePagination):
             payload = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if payload["o"] != self.ordering:
                 raise ValidationError({"cursor": ["This cursor was made for another ordering."]})
-            value = payload["v"]
-            return (None if value is None else DECODERS[self.column](value)), int(payload["id"])
+            return DECODERS[self.column](payload["v"]), int(payload["id"])
         except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError, ArithmeticError):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 

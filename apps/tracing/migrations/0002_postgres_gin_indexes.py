@@ -1,8 +1,9 @@
-"""GIN indexes for the tags and search filters: PostgreSQL only (SQLite filters without them)."""
+"""GIN indexes for the tags (`?|`) and search (trigram LIKE) filters: PostgreSQL only;
+SQLite filters without them."""
 
 from django.db import migrations
 
-CREATE = [
+POSTGRES = [
     "CREATE EXTENSION IF NOT EXISTS pg_trgm",
     "CREATE INDEX IF NOT EXISTS run_tags_gin ON tracing_run USING gin (tags)",
     "CREATE INDEX IF NOT EXISTS run_search_trgm ON tracing_run USING gin (search_text gin_trgm_ops)",
@@ -22,4 +23,4 @@ def postgres_only(statements):
 class Migration(migrations.Migration):
     dependencies = [("tracing", "0001_initial")]
 
-    operations = [migrations.RunPython(postgres_only(CREATE), postgres_only(DROP))]
+    operations = [migrations.RunPython(postgres_only(POSTGRES), postgres_only(DROP))]
