@@ -17,9 +17,9 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements.txt | $(BIN)/python
+$(VENV)/.installed-dev: requirements-dev.txt requirements.txt sdk/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	[ ! -f sdk/python/pyproject.toml ] || $(BIN)/pip install --quiet -e ./sdk/python
+	$(BIN)/pip install --quiet -e ./sdk/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed

@@ -55,7 +55,9 @@ def run_rows(app_pk: int, count: int, *, seed: int = 1, days: int = 90, now: dat
         kinds = [("agent", None), ("chain", root), ("tool", "chain"), ("llm", "chain"), ("llm", "chain")]
         chain_id = uuid.UUID(int=rng.getrandbits(128)).hex
         for kind, parent in kinds[: count - made]:
-            run_id = root if kind == "agent" else chain_id if kind == "chain" else uuid.UUID(int=rng.getrandbits(128)).hex
+            run_id = (
+                root if kind == "agent" else chain_id if kind == "chain" else uuid.UUID(int=rng.getrandbits(128)).hex
+            )
             parent_id = None if parent is None else root if kind == "chain" else chain_id
             latency = round(rng.lognormvariate(0.3, 0.9), 3)
             status = "started" if unfinished else "error" if failed and kind in ("agent", "tool") else "success"
