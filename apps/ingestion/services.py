@@ -12,10 +12,24 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.ingestion.handlers import HANDLERS
+from apps.ingestion.handlers import HANDLERS, LOCKS
 from apps.ingestion.validation import EventIn, EventInvalid, check_payload, validate_event
 from apps.tenancy.models import App
-from apps.tracing.services import find_parent_cycles, lock_runs, store_events
+from apps.tracing.services import find_parent_cycles, store_events
+from apps.tracing.sql import advisory_lock
+
+
+@dataclass
+class Batch:
+    """What the handlers of one batch share: its events, which are new, and what they created."""
+
+    events: list[EventIn]
+    new_keys: set[str]
+    created_runs: dict[int, set[str]] = field(default_factory=dict)  # app pk -> run ids
+    rated_runs: dict[int, set[str]] = field(default_factory=dict)  # runs that message feedback now rates
+
+    def new(self, kind: str) -> list[EventIn]:
+        return [e for e in self.events if e.kind == kind and e.dedup_key in self.new_keys]
 
 
 @dataclass
@@ -47,12 +61,12 @@ def ingest_batch(
     events = _validate(raw_events, lenient, received_at, result.errors)
     events = _resolve_apps(events, app, result.errors)
     with transaction.atomic():
-        lock_runs(events)
+        advisory_lock(name for names in LOCKS for name in names(events))
         result.errors.update(find_parent_cycles(events))
         events = _unique([e for e in events if e.index not in result.errors])
-        new_keys = store_events(events, received_at)
+        batch = Batch(events=events, new_keys=store_events(events, received_at))
         for handler in HANDLERS:
-            handler(events, new_keys)
+            handler(batch)
     result.accepted = len(raw_events) - result.rejected
     return result
 

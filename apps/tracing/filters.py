@@ -5,9 +5,10 @@ from __future__ import annotations
 import django_filters
 from django import forms
 from django.core.validators import RegexValidator
+from django.db.models import Q
 from django.utils import timezone
 
-from apps.tracing.models import TIMEOUT_AFTER, Status
+from apps.tracing.models import TIMEOUT_AFTER, Rating, Status
 
 ORDERINGS = ["-started_at", "started_at", "-latency_s", "latency_s", "-cost", "cost", "-total_tokens", "total_tokens"]
 DEFAULT_ORDERING = "-started_at"
@@ -56,6 +57,12 @@ class RootFilter(StrictBooleanFilter):
         return qs.filter(parent_run_id__isnull=flag)
 
 
+class HasFeedbackFilter(StrictBooleanFilter):
+    def apply(self, qs, flag: bool):
+        rated = Q(positive_feedback=True) | Q(negative_feedback=True)
+        return qs.filter(rated if flag else ~rated)
+
+
 class RunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=[*Status.choices, ("timed_out", "timed out")], method="by_status")
     type = django_filters.CharFilter(validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,31}$", "Not a run type.")])
@@ -76,6 +83,8 @@ class RunFilterSet(django_filters.FilterSet):
     parent_run_id = django_filters.CharFilter()
     root = RootFilter()
     thread_id = django_filters.CharFilter()
+    has_feedback = HasFeedbackFilter()
+    feedback = django_filters.ChoiceFilter(choices=Rating.choices, method="by_feedback")
     ordering = django_filters.ChoiceFilter(choices=[(o, o) for o in ORDERINGS], method="keep")
 
     def by_status(self, qs, name, value):
@@ -83,6 +92,9 @@ class RunFilterSet(django_filters.FilterSet):
         if value == "timed_out":
             return qs.filter(status=Status.STARTED, started_at__lt=stale)
         return qs.filter(status=value)
+
+    def by_feedback(self, qs, name, value):
+        return qs.filter(**{f"{value}_feedback": True})
 
     def by_tags(self, qs, name, value):
         return qs.filter(tags__any_of=value) if value else qs

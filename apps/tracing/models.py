@@ -100,6 +100,10 @@ class Run(models.Model):
     user_props = models.JSONField(null=True, blank=True)
     thread_id = models.CharField(max_length=128, null=True, blank=True)
     saved = models.BooleanField(default=False)
+    # Whether any feedback on the run (or on a thread message linked to it) is positive /
+    # negative; kept by the ingestion path so the feedback filters can use an index.
+    positive_feedback = models.BooleanField(default=False)
+    negative_feedback = models.BooleanField(default=False)
     input = models.JSONField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
@@ -132,6 +136,11 @@ class Run(models.Model):
             models.Index(fields=["app", "parent_run_id"], name="run_app_parent"),
             models.Index(fields=["app", "thread_id"], name="run_app_thread", condition=Q(thread_id__isnull=False)),
             models.Index(fields=["app", "-started_at"], name="run_app_saved", condition=Q(saved=True)),
+            models.Index(
+                fields=["app", "-started_at"],
+                name="run_app_feedback",
+                condition=Q(positive_feedback=True) | Q(negative_feedback=True),
+            ),
             models.Index(fields=["app", "-cost", "-id"], name="run_app_cost"),
             # The sort keys of the runs list for nullable columns (see api/pagination.sort_key).
             models.Index(F("app"), Coalesce("latency_s", Value(-1.0)).desc(), F("id").desc(), name="run_app_latency"),
@@ -165,3 +174,37 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.run_id or ''}"
+
+
+class Rating(models.TextChoices):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
+class Feedback(models.Model):
+    """A user's rating of a run (`run_id`) or of a thread message (`message_id`).
+
+    Targets are ids, not foreign keys: feedback may arrive before its run or message and
+    is attached when they arrive. Feedback on a run shows on the message linked to that
+    run, and feedback on a message counts for the message's run.
+    """
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run_id = models.CharField(max_length=128, null=True, blank=True)
+    message_id = models.CharField(max_length=128, null=True, blank=True)
+    rating = models.CharField(max_length=10, choices=Rating.choices)
+    comment = models.TextField(blank=True, default="")
+    timestamp = models.DateTimeField()
+    dedup_key = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="feedback_dedup_per_app")]
+        indexes = [
+            models.Index(fields=["app", "run_id"], name="feedback_app_run", condition=Q(run_id__isnull=False)),
+            models.Index(
+                fields=["app", "message_id"], name="feedback_app_message", condition=Q(message_id__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rating} on {self.run_id or self.message_id}"

@@ -6,7 +6,6 @@ and is called inside the batch's transaction by the ingestion pipeline.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,10 +17,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.costs.pricing import PriceBook, Usage
-from apps.tracing.bulk import db_value, upsert
-from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Run, Status
+from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Feedback, Rating, Run, Status
+from apps.tracing.sql import db_value, upsert
 
 if TYPE_CHECKING:
+    from apps.ingestion.services import Batch
     from apps.ingestion.validation import EventIn
 
 RUN_KINDS = ("run", "saved")
@@ -43,13 +43,12 @@ END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", 
 INHERITED = ("agent", "user_id", "user_email")
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
-# Every column but the primary key: `app` and `run_id` first (the conflict target) and
-# `created_at` last, so that an update can set all the others and leave those alone.
-RUN_COLUMNS = [
-    "app", "run_id",
-    *(f.name for f in Run._meta.concrete_fields if f.name not in ("id", "app", "run_id", "created_at")),
-    "created_at",
-]  # fmt: skip
+FEEDBACK_COLUMNS = ["app", "run_id", "message_id", "rating", "comment", "timestamp", "dedup_key"]
+# Every column but the primary key. A merge rewrites all of them but these: the conflict
+# target, created_at, and the flags that other statements set (saved, feedback) — a batch
+# that merged from an older read must not undo them.
+RUN_COLUMNS = ["app", "run_id", *(f.name for f in Run._meta.concrete_fields if f.name not in ("id", "app", "run_id"))]
+RUN_UPDATE = [c for c in RUN_COLUMNS[2:] if c not in ("created_at", "saved", "positive_feedback", "negative_feedback")]
 
 
 def by_app(events: Iterable[EventIn]) -> dict[Any, list[EventIn]]:
@@ -62,26 +61,9 @@ def by_app(events: Iterable[EventIn]) -> dict[Any, list[EventIn]]:
 # --- locking and integrity ---------------------------------------------------------------
 
 
-def lock_runs(events: Sequence[EventIn]) -> None:
-    """Serialise concurrent batches that touch the same runs, until this transaction ends.
-
-    Runs are merged in Python from their current row, so two batches writing one run at
-    once must take turns. On PostgreSQL a transaction-scoped advisory lock per (app, run_id),
-    taken in sorted order so two batches cannot deadlock; it also covers runs that do not
-    exist yet, which row locks cannot. SQLite needs nothing: its IMMEDIATE transactions
-    already let one writer in at a time.
-    """
-    if connection.vendor != "postgresql":
-        return
-    keys = sorted({_lock_key(e.app.pk, e.run_id) for e in events if e.kind in RUN_KINDS})
-    if keys:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
-
-
-def _lock_key(app_pk: int, run_id: str) -> int:
-    digest = hashlib.blake2b(f"{app_pk}:{run_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def run_lock_names(events: Sequence[EventIn]) -> set[str]:
+    """The runs this batch writes, to be locked for its transaction (see sql.advisory_lock)."""
+    return {f"run:{e.app.pk}:{e.run_id}" for e in events if e.kind in RUN_KINDS}
 
 
 def find_parent_cycles(events: Sequence[EventIn]) -> dict[int, str]:
@@ -161,12 +143,13 @@ def store_events(events: Sequence[EventIn], received_at) -> set[str]:
 # --- runs ------------------------------------------------------------------------------------
 
 
-def apply_run_events(events: Sequence[EventIn], new_keys: set[str]) -> None:
+def apply_run_events(batch: Batch) -> None:
     """Merge the batch's run events into their runs (creating them as needed), then mark saved runs."""
-    for app, app_events in by_app(e for e in events if e.kind in RUN_KINDS).items():
+    for app, app_events in by_app(e for e in batch.events if e.kind in RUN_KINDS).items():
         run_events = [e for e in app_events if e.kind == "run"]
         created = _upsert_runs(app, run_events) if run_events else set()
-        newly_saved = {e.run_id for e in app_events if e.kind == "saved" and e.dedup_key in new_keys}
+        batch.created_runs[app.pk] = created
+        newly_saved = {e.run_id for e in app_events if e.kind == "saved" and e.dedup_key in batch.new_keys}
         _mark_saved(app, newly_saved | created)
         _propagate_to_children(app, {e.run_id for e in run_events if e.agent or e.user_id or e.user_email})
 
@@ -186,7 +169,8 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
         finish_state(state, prices)
     fields = [Run._meta.get_field(name) for name in RUN_COLUMNS]
     rows = [[app.pk] + [db_value(f, state[f.attname]) for f in fields[1:]] for state in states.values()]
-    upsert(Run, RUN_COLUMNS, rows, conflict=["app", "run_id"], update=RUN_COLUMNS[2:-1])
+    # Agent and user may also be filled in by _propagate_to_children of another batch.
+    upsert(Run, RUN_COLUMNS, rows, conflict=["app", "run_id"], update=RUN_UPDATE, keep=INHERITED)
     return set(run_ids) - stored.keys()
 
 
@@ -195,6 +179,7 @@ def new_state(event: EventIn) -> dict[str, Any]:
     return {
         "run_id": event.run_id, "status": Status.STARTED, "started_at": start, "ended_at": None,
         "has_start": False, "has_end": False, "tags": [], "metadata": {}, "saved": False,
+        "positive_feedback": False, "negative_feedback": False,
         **{name: None for name in START_FIELDS + END_FIELDS},
     }  # fmt: skip
 
@@ -288,6 +273,35 @@ def _text(value: Any) -> str | None:
         return None
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
     return text[:SEARCH_CHARS_PER_FIELD]
+
+
+def apply_feedback_events(batch: Batch) -> None:
+    """Store each new feedback; flags on runs and threads follow in threads.refresh_after_batch."""
+    field = Feedback._meta.get_field
+    rows = [
+        (e.app.pk, e.run_id, e.message_id, e.rating, e.comment or "", db_value(field("timestamp"), e.timestamp),
+         e.dedup_key)
+        for e in batch.new("feedback")
+    ]  # fmt: skip
+    upsert(Feedback, FEEDBACK_COLUMNS, rows, conflict=["app", "dedup_key"])
+
+
+def mark_run_feedback(batch: Batch) -> None:
+    """Raise the runs' positive/negative flags for the feedback that now rates them.
+
+    Candidates: runs named by new feedback, runs that message feedback was just resolved to
+    (threads.link_message_feedback), and new runs (their feedback may have come first).
+    Flags only go up (feedback is never withdrawn), so each UPDATE touches only the runs that
+    change and redelivery writes nothing.
+    """
+    for app, events in by_app(batch.events).items():
+        run_ids = {e.run_id for e in events if e.kind == "feedback" and e.run_id and e.dedup_key in batch.new_keys}
+        run_ids |= batch.created_runs.get(app.pk, set()) | batch.rated_runs.get(app.pk, set())
+        if not run_ids:
+            continue
+        for flag, rating in (("positive_feedback", Rating.POSITIVE), ("negative_feedback", Rating.NEGATIVE)):
+            rated = Exists(Feedback.objects.filter(app=app, run_id=OuterRef("run_id"), rating=rating))
+            Run.objects.filter(rated, app=app, run_id__in=run_ids, **{flag: False}).update(**{flag: True})
 
 
 def _mark_saved(app, run_ids: set[str]) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import connection
 
 from apps.costs.models import ModelCost
-from apps.tracing.models import Event, Run
+from apps.tracing.models import Event, Feedback, Run
 
 MAX_DEPTH = 200
 MAX_NODES = 10_000
@@ -21,10 +21,13 @@ class TreeInfo:
     subtree_cost: Decimal = Decimal(0)
     depth: int = 0
     events: list[Event] = field(default_factory=list)
+    feedback: list[Feedback] = field(default_factory=list)
 
 
 def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
     """The run `run_id` of `app` with `.tree` set on it and on every descendant, or None.
+
+    `with_events` also loads the root's events and feedback (two more queries).
 
     One recursive query fetches the subtree (bounded in depth and size, and safe against
     cycles), whatever its shape; totals are summed bottom-up in Python.
@@ -43,6 +46,7 @@ def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
     _sum_subtree(root)
     if with_events:
         root.tree.events = list(Event.objects.filter(app=app, run_id=run_id).order_by("timestamp", "id"))
+        root.tree.feedback = list(Feedback.objects.filter(app=app, run_id=run_id).order_by("timestamp", "id"))
     return root
 
 
@@ -79,6 +83,28 @@ def _sum_subtree(root: Run) -> None:
     for run in reversed(order):
         run.tree.subtree_tokens = (run.total_tokens or 0) + sum(c.tree.subtree_tokens for c in run.tree.children)
         run.tree.subtree_cost = run.cost + sum((c.tree.subtree_cost for c in run.tree.children), Decimal(0))
+
+
+def subtree_totals(app, run_ids: set[str]) -> dict[str, tuple[int, Decimal, float | None]]:
+    """{run_id: (tokens, cost, latency_s)} for each run with its whole subtree, in one query."""
+    if not run_ids:
+        return {}
+    table = Run._meta.db_table
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    sql = f"""
+        WITH RECURSIVE tree(root, run_id) AS (
+            SELECT run_id, run_id FROM {table} WHERE app_id = %s AND run_id IN ({placeholders})
+            UNION
+            SELECT t.root, r.run_id FROM {table} r JOIN tree t ON r.parent_run_id = t.run_id WHERE r.app_id = %s
+        )
+        SELECT t.root, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(r.cost), 0),
+               MAX(CASE WHEN r.run_id = t.root THEN r.latency_s END)
+        FROM tree t JOIN {table} r ON r.app_id = %s AND r.run_id = t.run_id
+        GROUP BY t.root
+    """  # noqa: S608 - only the table name and placeholders are formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [app.pk, *run_ids, app.pk, app.pk])
+        return {root: (int(tokens), Decimal(str(cost)), latency) for root, tokens, cost, latency in cursor.fetchall()}
 
 
 def walk(root: Run):

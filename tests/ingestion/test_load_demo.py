@@ -5,7 +5,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count
 
 from apps.tenancy.models import App
-from apps.tracing.models import Event, Run
+from apps.threads.models import Thread
+from apps.tracing.models import Feedback, Run
 
 
 def test_load_demo_writes_realistic_traces_through_the_pipeline(db):
@@ -22,7 +23,11 @@ def test_load_demo_writes_realistic_traces_through_the_pipeline(db):
     assert runs.values("model").distinct().count() >= 5
     assert runs.exclude(parent_run_id=None).filter(agent=None).count() == 0
     assert runs.values("user_id").distinct().count() > 5
-    assert Event.objects.filter(name="chat").exists() and Event.objects.filter(name="feedback").exists()
+    threads = Thread.objects.filter(app=app)
+    assert threads.filter(thread_id__isnull=False).exists() and threads.filter(thread_id__isnull=True).exists()
+    assert threads.filter(has_feedback=True).exists() and threads.filter(total_cost__gt=0).exists()
+    assert Feedback.objects.filter(app=app, rating="positive").exists()
+    assert runs.filter(positive_feedback=True).exists() and runs.filter(saved=True).exists()
 
 
 def test_load_demo_into_a_named_app_and_bad_arguments(acme_app):

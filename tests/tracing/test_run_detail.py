@@ -66,8 +66,8 @@ def test_the_number_of_queries_is_bounded_however_big_the_trace(acme_client, acm
     ModelCost.objects.create(model="m", prompt_price=Decimal("1"), completion_price=Decimal("1"))
     ingest(acme_app, *events)
     acme_client.get("/api/run/r0/")  # key's last_used_at
-    # key lookup, the recursive subtree, the root's events, the cost rows
-    with django_assert_num_queries(4):
+    # key lookup, the recursive subtree, the root's events and feedback, the cost rows
+    with django_assert_num_queries(5):
         root = acme_client.get("/api/run/r0/").json()
     assert root["subtree_tokens"] == 399
 

@@ -20,6 +20,7 @@ MAX_LIMIT = 500
 # How each sort column's values travel in a cursor.
 DECODERS = {
     "started_at": datetime.fromisoformat,
+    "ended_at": datetime.fromisoformat,
     "latency_s": float,  # the sort key: -1 for no latency
     "cost": Decimal,
     "total_tokens": int,

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from apps.tracing.models import Event, Run
+from apps.tracing.models import Event, Feedback, Run
 
 RUN_FIELDS = [
     "run_id", "parent_run_id", "app_id", "type", "name", "agent", "status", "started_at", "ended_at", "latency_s",
@@ -65,11 +65,18 @@ class TraceNodeSerializer(RunSerializer):
         return TraceNodeSerializer(run.tree.children, many=True, context=self.context).data
 
 
+class FeedbackSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Feedback
+        fields = ["rating", "comment", "message_id", "timestamp"]
+
+
 class RunDetailSerializer(TraceNodeSerializer):
     events = EventSerializer(source="tree.events", many=True)
+    feedback = FeedbackSerializer(source="tree.feedback", many=True)
 
     class Meta(TraceNodeSerializer.Meta):
-        fields = [*TraceNodeSerializer.Meta.fields, "events"]
+        fields = [*TraceNodeSerializer.Meta.fields, "events", "feedback"]
 
 
 class CompareRequestSerializer(serializers.Serializer):

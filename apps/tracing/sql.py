@@ -1,4 +1,4 @@
-"""Multi-row INSERT ... ON CONFLICT statements for the ingestion write path.
+"""SQL helpers of the ingestion write path: multi-row upserts and advisory locks.
 
 Django's bulk_create splits SQLite inserts every 999 parameters (its conservative default)
 and builds model instances; the batch path instead writes plain tuples in as few
@@ -7,7 +7,8 @@ statements as the database allows, with the same SQL on PostgreSQL and SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -33,9 +34,14 @@ def upsert(
     *,
     conflict: Sequence[str],
     update: Sequence[str] = (),
+    keep: Sequence[str] = (),
     returning: str | None = None,
 ) -> list[tuple]:
-    """INSERT rows (already database values) into `model`; on a conflict update `update`, or do nothing."""
+    """INSERT rows (already database values) into `model`; on a conflict update `update`, or do nothing.
+
+    Columns in `keep` are updated only with a non-null value (COALESCE), so a concurrent
+    writer's value survives a merge made from an older read.
+    """
     if not rows:
         return []
     fields = [model._meta.get_field(name) for name in columns]
@@ -49,7 +55,13 @@ def upsert(
     head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
     if update:
-        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in (model._meta.get_field(n).column for n in update))
+        table = quote(model._meta.db_table)
+        sets = ", ".join(
+            f"{quote(column)} = COALESCE(excluded.{quote(column)}, {table}.{quote(column)})"
+            if name in keep
+            else f"{quote(column)} = excluded.{quote(column)}"
+            for name, column in ((n, model._meta.get_field(n).column) for n in update)
+        )
         tail = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
     else:
         tail = f" ON CONFLICT ({target}) DO NOTHING"
@@ -65,3 +77,25 @@ def upsert(
             if returning:
                 results += cursor.fetchall()
     return results
+
+
+def advisory_lock(names: Iterable[str]) -> None:
+    """Hold a lock on each name until the transaction ends (PostgreSQL; a no-op on SQLite).
+
+    Batches merge rows in Python from what is stored, so two batches touching the same run
+    or conversation at once must take turns. Transaction-scoped advisory locks, taken in
+    sorted order so two batches cannot deadlock, also cover rows that do not exist yet,
+    which row locks cannot. SQLite needs nothing: its IMMEDIATE transactions already let
+    one writer in at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted({_lock_key(name) for name in names})
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
+
+
+def _lock_key(name: str) -> int:
+    # A hash collision only makes two unrelated batches wait for each other.
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)

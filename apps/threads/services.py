@@ -1,0 +1,247 @@
+"""Chat events become thread messages; thread aggregates and feedback flags follow (SPEC §5).
+
+Called by the ingestion pipeline inside the batch's transaction, after the runs are written.
+A fixed number of queries per app per batch, whatever the number of messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import orjson
+from django.db import connection
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery
+
+from apps.costs.pricing import PriceBook, Usage
+from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
+from apps.tracing.models import Feedback, Run
+from apps.tracing.services import by_app
+from apps.tracing.sql import db_value, upsert
+
+if TYPE_CHECKING:
+    from apps.ingestion.services import Batch
+    from apps.ingestion.validation import EventIn
+
+MESSAGE_COLUMNS = [
+    "thread", "app", "dedup_key", "message_id", "role", "content", "preview", "timestamp", "run_id",
+    "total_tokens", "cost",
+]  # fmt: skip
+
+
+def user_of(event: EventIn) -> str | None:
+    return event.user_id or event.user_email
+
+
+def chat_lock_names(events: Sequence[EventIn]) -> set[str]:
+    """The conversations this batch adds to: two batches must not both open the same new thread."""
+    return {
+        f"thread:{e.app.pk}:{e.thread_id}" if e.thread_id else f"window:{e.app.pk}:{e.agent}:{user_of(e)}"
+        for e in events
+        if e.kind == "chat"
+    }
+
+
+# --- placing messages -------------------------------------------------------------------------
+
+
+def apply_chat_events(batch: Batch) -> None:
+    """Each chat event stored for the first time becomes a message of its thread."""
+    for app, chats in by_app(batch.new("chat")).items():
+        placed = _place(app, sorted(chats, key=lambda e: e.timestamp))
+        prices = PriceBook.for_models(e.model for e in chats if e.model)
+        field = ThreadMessage._meta.get_field
+        rows = [
+            (thread.pk, app.pk, e.dedup_key, e.message_id, e.role, db_value(field("content"), e.content),
+             preview_of(e.content), db_value(field("timestamp"), e.timestamp), e.run_id, e.total_tokens,
+             _own_cost(e, prices))
+            for thread, e in placed
+        ]  # fmt: skip
+        upsert(ThreadMessage, MESSAGE_COLUMNS, rows, conflict=["app", "dedup_key"])
+
+
+def _place(app, chats: list[EventIn]) -> list[tuple[Thread, EventIn]]:
+    """Pick or open the thread of each message (in time order); new threads are inserted."""
+    candidates = _candidate_threads(app, chats)
+    by_client_id = {t.thread_id: t for t in candidates if t.thread_id}
+    windows = [t for t in candidates if not t.thread_id]
+    placed, opened, changed = [], [], []
+    for event in chats:
+        thread = by_client_id.get(event.thread_id) if event.thread_id else _window_thread(windows, event)
+        if thread is None:
+            thread = Thread(app=app, thread_id=event.thread_id, started_at=event.timestamp, ended_at=event.timestamp)
+            opened.append(thread)
+            (by_client_id.__setitem__(event.thread_id, thread) if event.thread_id else windows.append(thread))
+        elif thread.pk and _fill_identity(thread, event) and thread not in changed:
+            changed.append(thread)
+        _fill_identity(thread, event)
+        thread.started_at, thread.ended_at = (
+            min(thread.started_at, event.timestamp),
+            max(thread.ended_at, event.timestamp),
+        )
+        placed.append((thread, event))
+    Thread.objects.bulk_create(opened)
+    if changed:
+        Thread.objects.bulk_update(changed, ["agent", "user_id", "user_email"])
+    return placed
+
+
+def _candidate_threads(app, chats: list[EventIn]) -> list[Thread]:
+    """Threads named by the batch, and window threads of its agents and users near its times, in one query."""
+    client_ids = {e.thread_id for e in chats if e.thread_id}
+    loose = [e for e in chats if not e.thread_id]
+    wanted = Q(thread_id__in=client_ids) if client_ids else Q(pk__in=[])
+    if loose:
+        near = Q(
+            thread_id__isnull=True,
+            agent__in={e.agent for e in loose if e.agent},
+            ended_at__gte=min(e.timestamp for e in loose) - WINDOW,
+            started_at__lte=max(e.timestamp for e in loose) + WINDOW,
+        )
+        if any(e.agent is None for e in loose):
+            near |= Q(thread_id__isnull=True, agent__isnull=True)
+        wanted |= near
+    return list(Thread.objects.filter(wanted, app=app))
+
+
+def _window_thread(threads: Iterable[Thread], event: EventIn) -> Thread | None:
+    """The most recent thread of the event's agent and user whose span, widened by the window,
+    contains the message: for messages in order, "the last message is at most 30 minutes older"."""
+    user = user_of(event)
+    matches = [
+        t
+        for t in threads
+        if t.agent == event.agent
+        and (t.user_id or t.user_email) == user
+        and t.started_at - WINDOW <= event.timestamp <= t.ended_at + WINDOW
+    ]
+    return max(matches, key=lambda t: t.ended_at, default=None)
+
+
+def _fill_identity(thread: Thread, event: EventIn) -> bool:
+    """Give a thread the agent and user of its messages when it has none yet; True if it changed."""
+    changed = False
+    for name in ("agent", "user_id", "user_email"):
+        if getattr(thread, name) is None and getattr(event, name) is not None:
+            setattr(thread, name, getattr(event, name))
+            changed = True
+    return changed
+
+
+def preview_of(content) -> str:
+    if content is None:
+        return ""
+    text = content if isinstance(content, str) else orjson.dumps(content).decode()
+    return " ".join(text.split())[:PREVIEW_CHARS]
+
+
+def _own_cost(event: EventIn, prices: PriceBook) -> Decimal | None:
+    """The cost of the tokens a chat event carries itself (used when it links no run)."""
+    if event.total_tokens is None:
+        return None
+    usage = Usage(event.model, event.prompt_tokens, event.completion_tokens, event.total_tokens, event.timestamp)
+    return prices.price(usage)[0]
+
+
+# --- aggregates and feedback flags ---------------------------------------------------------------
+
+
+def link_message_feedback(batch: Batch) -> None:
+    """Feedback given on a message also rates the message's run: resolve its run_id.
+
+    Either may arrive first, so this runs for new feedback and for new messages alike; the
+    runs that gain feedback are recorded for tracing.mark_run_feedback.
+    """
+    for app, events in by_app(batch.events).items():
+        new = [e for e in events if e.dedup_key in batch.new_keys and e.kind in ("chat", "feedback")]
+        message_ids = {e.message_id for e in new if e.message_id}
+        if not message_ids:
+            continue
+        run_of_message = ThreadMessage.objects.filter(
+            app=app, message_id=OuterRef("message_id"), run_id__isnull=False
+        ).values("run_id")[:1]
+        unresolved = Feedback.objects.filter(app=app, run_id__isnull=True, message_id__in=message_ids)
+        if unresolved.update(run_id=Subquery(run_of_message)):
+            resolved = unresolved.model.objects.filter(app=app, message_id__in=message_ids, run_id__isnull=False)
+            batch.rated_runs.setdefault(app.pk, set()).update(resolved.values_list("run_id", flat=True))
+
+
+def refresh_after_batch(batch: Batch) -> None:
+    """Recompute the aggregates of every thread the batch's runs, messages or feedback touch."""
+    for app, events in by_app(batch.events).items():
+        new = [e for e in events if e.dedup_key in batch.new_keys]
+        feedback = [e for e in new if e.kind == "feedback"]
+        condition = (
+            Q(run_id__in={e.run_id for e in events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id})
+            | Q(dedup_key__in={e.dedup_key for e in new if e.kind == "chat"})
+            | Q(message_id__in={e.message_id for e in feedback if e.message_id})
+        )
+        threads = ThreadMessage.objects.filter(condition, app=app).values_list("thread_id", flat=True).distinct()
+        refresh_threads(set(threads))
+
+
+def message_is_rated() -> Exists:
+    """For a ThreadMessage row: some feedback names its message id, or its run."""
+    return Exists(
+        Feedback.objects.filter(
+            Q(message_id=OuterRef("message_id")) | Q(run_id=OuterRef("run_id")), app=OuterRef("app")
+        )
+    )
+
+
+def refresh_threads(thread_pks: set[int]) -> None:
+    """Recompute message count, span, preview, tokens, cost and has_feedback of these threads."""
+    if not thread_pks:
+        return
+    messages = ThreadMessage.objects.filter(thread=OuterRef("pk"))
+    threads = list(
+        Thread.objects.filter(pk__in=thread_pks).annotate(
+            n=Count("messages"),
+            first=Min("messages__timestamp"),
+            last=Max("messages__timestamp"),
+            last_preview=Subquery(messages.order_by("-timestamp", "-id").values("preview")[:1]),
+            rated=Exists(messages.filter(message_is_rated())),
+        )
+    )
+    totals = thread_usage(thread_pks)
+    for thread in threads:
+        thread.message_count, thread.preview, thread.has_feedback = thread.n, thread.last_preview or "", thread.rated
+        thread.started_at, thread.ended_at = thread.first or thread.started_at, thread.last or thread.ended_at
+        thread.total_tokens, thread.total_cost = totals.get(thread.pk, (0, Decimal(0)))
+    fields = ["message_count", "preview", "has_feedback", "started_at", "ended_at", "total_tokens", "total_cost"]
+    Thread.objects.bulk_update(threads, fields)
+
+
+def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
+    """Tokens and cost per thread: every run linked by its messages, with the run's whole subtree,
+    each run counted once; plus the messages' own token fields where they link no known run."""
+    run_table, message_table = Run._meta.db_table, ThreadMessage._meta.db_table
+    ids = ", ".join(["%s"] * len(thread_pks))
+    linked = f"""
+        WITH RECURSIVE linked(thread_id, app_id, run_id) AS (
+            SELECT m.thread_id, m.app_id, m.run_id FROM {message_table} m
+            WHERE m.thread_id IN ({ids}) AND m.run_id IS NOT NULL
+            UNION
+            SELECT l.thread_id, r.app_id, r.run_id FROM {run_table} r
+            JOIN linked l ON r.app_id = l.app_id AND r.parent_run_id = l.run_id
+        )
+        SELECT l.thread_id, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(r.cost), 0)
+        FROM linked l JOIN {run_table} r ON r.app_id = l.app_id AND r.run_id = l.run_id
+        GROUP BY l.thread_id
+    """  # noqa: S608 - table names and placeholders only
+    own = f"""
+        SELECT m.thread_id, COALESCE(SUM(m.total_tokens), 0), COALESCE(SUM(m.cost), 0) FROM {message_table} m
+        WHERE m.thread_id IN ({ids}) AND NOT EXISTS (
+            SELECT 1 FROM {run_table} r WHERE r.app_id = m.app_id AND r.run_id = m.run_id
+        )
+        GROUP BY m.thread_id
+    """  # noqa: S608
+    totals: dict[int, tuple[int, Decimal]] = {}
+    with connection.cursor() as cursor:
+        for sql in (linked, own):
+            cursor.execute(sql, list(thread_pks))
+            for thread_pk, tokens, cost in cursor.fetchall():
+                before = totals.get(thread_pk, (0, Decimal(0)))
+                totals[thread_pk] = (before[0] + int(tokens), before[1] + Decimal(str(cost)))
+    return totals
