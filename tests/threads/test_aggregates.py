@@ -26,8 +26,8 @@ MESSAGES = [
     {"name": "chat", "role": "user", "content": "hello", "thread_id": "t", "timestamp": at(0), "message_id": "m1"},
     {"name": "chat", "role": "assistant", "content": "hi! how can I help?", "thread_id": "t", "timestamp": at(1),
      "message_id": "m2", "run_id": "agent-1"},
-    {"name": "chat", "role": "user", "content": "the weather?", "thread_id": "t", "timestamp": at(2), "message_id": "m3",
-     "model": "m", "prompt_tokens": 1000, "completion_tokens": 0},
+    {"name": "chat", "role": "user", "content": "the weather?", "thread_id": "t", "timestamp": at(2),
+     "message_id": "m3", "model": "m", "prompt_tokens": 1000, "completion_tokens": 0},
 ]  # fmt: skip
 TRACE = [
     {"name": "agent_start", "run_id": "agent-1", "timestamp": at(0.5)},
