@@ -16,8 +16,9 @@ from decimal import Decimal
 from django.utils import timezone
 
 from apps.costs.models import ModelCost
+from apps.costs.pricing import PriceBook
 
-# model: (prompt, completion) USD per 1K tokens, used only when the cost table lacks the model.
+# model: (prompt, completion) USD per 1K tokens, used only when the cost table cannot price the model.
 DEMO_MODELS = {
     "gpt-4o": ("0.0025", "0.01"),
     "gpt-4o-mini": ("0.00015", "0.0006"),
@@ -45,9 +46,10 @@ QUESTIONS = [
 
 
 def ensure_demo_prices() -> None:
-    """Give the demo's models a price when the cost table has none, so demo traces show costs."""
+    """Give the demo's models a price when the cost table cannot price them, so demo traces show costs."""
+    prices = PriceBook.for_models(DEMO_MODELS)
     for model, (prompt, completion) in DEMO_MODELS.items():
-        if not ModelCost.objects.filter(model=model).exists():
+        if prices.row_for(model, None) is None:
             ModelCost.objects.create(model=model, prompt_price=Decimal(prompt), completion_price=Decimal(completion))
 
 

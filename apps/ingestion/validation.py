@@ -55,6 +55,7 @@ class EventIn:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
     tags: list[str] = field(default_factory=list)
     status: str | None = None
     error: Any = None
@@ -234,9 +235,7 @@ def _read_run_fields(event: EventIn, raw: dict, metadata: dict, implied_type: st
     event.user_props = _object(_pick(raw, metadata, "user_props"), "user_props")
     event.thread_id = _string(_pick(raw, metadata, "thread_id"), "thread_id", 128)
     event.model = _string(_pick(raw, metadata, "model"), "model", 200)
-    event.prompt_tokens = _tokens(_pick(raw, metadata, "prompt_tokens"), "prompt_tokens")
-    event.completion_tokens = _tokens(_pick(raw, metadata, "completion_tokens"), "completion_tokens")
-    event.total_tokens = _tokens(_pick(raw, metadata, "total_tokens"), "total_tokens")
+    _read_tokens(event, raw, metadata)
     if event.total_tokens is None and event.prompt_tokens is not None and event.completion_tokens is not None:
         event.total_tokens = event.prompt_tokens + event.completion_tokens
     event.tags = _tags(raw.get("tags"), "tags")
@@ -247,6 +246,24 @@ def _read_run_fields(event: EventIn, raw: dict, metadata: dict, implied_type: st
     if status is not None and status not in ("success", "error"):
         raise EventInvalid("status: must be 'success' or 'error'")
     event.status = "error" if event.error is not None or event.phase == "error" else status
+
+
+def _read_tokens(event: EventIn, raw: dict, metadata: dict) -> None:
+    """Token counts from the top level, else metadata, else an OpenAI-style `usage` object."""
+    usage = _object(_pick(raw, metadata, "usage"), "usage") or {}
+    details = _object(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details") or {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = _pick(raw, metadata, name)
+        setattr(event, name, _tokens(value, name) if value is not None else _tokens(usage.get(name), f"usage.{name}"))
+    cached = _pick(raw, metadata, "cached_prompt_tokens")
+    event.cached_prompt_tokens = (
+        _tokens(cached, "cached_prompt_tokens")
+        if cached is not None
+        else _tokens(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens")
+    )
+    if event.cached_prompt_tokens is not None and event.prompt_tokens is not None:
+        if event.cached_prompt_tokens > event.prompt_tokens:
+            raise EventInvalid("cached_prompt_tokens: more than prompt_tokens, which include them")
 
 
 def _read_run(event: EventIn, raw: dict, now: datetime) -> None:

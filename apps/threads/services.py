@@ -181,6 +181,26 @@ def refresh_after_batch(batch: Batch) -> None:
         refresh_threads(set(threads))
 
 
+def refresh_threads_of_runs(run_pks: list[int]) -> None:
+    """Refresh the threads whose totals include these runs: messages link them or one of their ancestors."""
+    if not run_pks:
+        return
+    runs, messages = Run._meta.db_table, ThreadMessage._meta.db_table
+    ids = ", ".join(["%s"] * len(run_pks))
+    sql = f"""
+        WITH RECURSIVE up(app_id, run_id, parent_run_id) AS (
+            SELECT app_id, run_id, parent_run_id FROM {runs} WHERE id IN ({ids})
+            UNION
+            SELECT r.app_id, r.run_id, r.parent_run_id FROM {runs} r
+            JOIN up ON r.app_id = up.app_id AND r.run_id = up.parent_run_id
+        )
+        SELECT DISTINCT m.thread_id FROM {messages} m JOIN up ON m.app_id = up.app_id AND m.run_id = up.run_id
+    """  # noqa: S608 - table names and placeholders only
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(run_pks))
+        refresh_threads({row[0] for row in cursor.fetchall()})
+
+
 def message_is_rated() -> Exists:
     """For a ThreadMessage row: some feedback names its message id, or its run."""
     return Exists(

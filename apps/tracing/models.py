@@ -92,6 +92,7 @@ class Run(models.Model):
     prompt_tokens = models.BigIntegerField(null=True, blank=True)
     completion_tokens = models.BigIntegerField(null=True, blank=True)
     total_tokens = models.BigIntegerField(null=True, blank=True)
+    cached_prompt_tokens = models.BigIntegerField(null=True, blank=True, help_text="Part of prompt_tokens.")
     cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
     cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     tags = models.JSONField(default=list, blank=True)

@@ -39,7 +39,7 @@ START_FIELDS = (
     "user_props",
     "thread_id",
 )
-END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", "total_tokens")
+END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_prompt_tokens")
 INHERITED = ("agent", "user_id", "user_email")
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
@@ -241,16 +241,28 @@ def finish_state(state: dict[str, Any], prices: PriceBook) -> None:
         state["latency_s"] = None
     state["name"] = display_name(state)
     state["search_text"] = search_text(state)
-    cost, row = (0, None)
-    if state["type"] == "llm":
-        usage = Usage(
-            state["model"], state["prompt_tokens"], state["completion_tokens"], state["total_tokens"],
-            state["started_at"],
-        )  # fmt: skip
-        cost, row = prices.price(usage)
+    cost, row = prices.price(usage_of(state)) if state["type"] == "llm" else (0, None)
     state["cost"], state["cost_row_id"] = cost, row.pk if row else None
     state["updated_at"] = timezone.now()
     state.setdefault("created_at", state["updated_at"])
+
+
+def usage_of(run: dict[str, Any]) -> Usage:
+    """What prices an llm run, from its columns (a merge state, or a row being recalculated)."""
+    return Usage(
+        model=run["model"],
+        prompt_tokens=run["prompt_tokens"],
+        completion_tokens=run["completion_tokens"],
+        total_tokens=run["total_tokens"],
+        started_at=run["started_at"],
+        cached_prompt_tokens=run["cached_prompt_tokens"],
+        cache_hit=is_cache_hit(run["metadata"]),
+    )
+
+
+def is_cache_hit(metadata) -> bool:
+    # `metadata.cache_hit = true`: the app served the answer from its own cache, nothing was billed.
+    return isinstance(metadata, dict) and metadata.get("cache_hit") is True
 
 
 def display_name(state: dict[str, Any]) -> str:

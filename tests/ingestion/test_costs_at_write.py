@@ -12,7 +12,7 @@ LLM = {
     "name": "llm_call",
     "run_id": "l",
     "timestamp": "2026-05-29T08:00:00Z",
-    "model": "gpt-4o",
+    "model": "acme-gpt",
     "prompt_tokens": 2000,
     "completion_tokens": 500,
 }
@@ -21,7 +21,7 @@ LLM = {
 @pytest.fixture
 def gpt4o(db):
     return ModelCost.objects.create(
-        model="gpt-4o", prompt_price=Decimal("0.0025"), completion_price=Decimal("0.01"), total_price=Decimal("0.004")
+        model="acme-gpt", prompt_price=Decimal("0.0025"), completion_price=Decimal("0.01"), total_price=Decimal("0.004")
     )
 
 
@@ -33,7 +33,7 @@ def test_an_llm_run_with_model_tokens_and_a_row_is_priced(acme_client, gpt4o):
 
 
 def test_tokens_and_model_can_come_from_metadata(acme_client, gpt4o):
-    meta = {"model": "gpt-4o", "prompt_tokens": 2000, "completion_tokens": 500}
+    meta = {"model": "acme-gpt", "prompt_tokens": 2000, "completion_tokens": 500}
     report(acme_client, {"name": "llm_call", "run_id": "l", "timestamp": "2026-05-29T08:00:00Z", "metadata": meta})
     assert run("l").cost == Decimal("0.01")
 

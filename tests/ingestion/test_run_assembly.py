@@ -38,7 +38,7 @@ def test_the_seed_curl_example_creates_a_started_agent_run(acme_client, acme_app
 
 
 def test_a_full_trace_nests_and_inherits_agent_and_user(acme_client):
-    ModelCost.objects.create(model="gpt-4o", prompt_price=Decimal("0.0025"), completion_price=Decimal("0.01"))
+    ModelCost.objects.create(model="acme-gpt", prompt_price=Decimal("0.0025"), completion_price=Decimal("0.01"))
     meta = {"agent": "support", "user_id": "u-1", "user_email": "u1@example.com"}
     report(
         acme_client,
@@ -69,7 +69,7 @@ def test_a_full_trace_nests_and_inherits_agent_and_user(acme_client):
             "run_id": "l",
             "parent_run_id": "c",
             "timestamp": "2026-05-29T08:00:04Z",
-            "model": "gpt-4o",
+            "model": "acme-gpt",
             "input": [{"role": "user", "content": "hi"}],
         },
         {
@@ -89,7 +89,7 @@ def test_a_full_trace_nests_and_inherits_agent_and_user(acme_client):
     assert {r.user_email for r in runs.values()} == {"u1@example.com"}
     assert {k: r.status for k, r in runs.items()} == dict.fromkeys("actl", "success")
     assert {k: r.latency_s for k, r in runs.items()} == {"a": 8.0, "c": 6.0, "t": 1.5, "l": 2.0}
-    assert {k: r.name for k, r in runs.items()} == {"a": "support", "c": "answer", "t": "search", "l": "gpt-4o"}
+    assert {k: r.name for k, r in runs.items()} == {"a": "support", "c": "answer", "t": "search", "l": "acme-gpt"}
     llm = runs["l"]
     assert (llm.prompt_tokens, llm.completion_tokens, llm.total_tokens) == (1000, 200, 1200)
     assert llm.cost == Decimal("0.0045")  # 1000/1000*0.0025 + 200/1000*0.01

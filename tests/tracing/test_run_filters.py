@@ -11,14 +11,14 @@ from tests.helpers import ingest
 @pytest.fixture
 def runs(acme_app):
     """Five runs with known values. Costs: 1K prompt tokens at $1 -> $1 per 1K tokens."""
-    ModelCost.objects.create(model="gpt-4o", prompt_price=Decimal("0.01"), completion_price=Decimal("0.01"))
+    ModelCost.objects.create(model="acme-gpt", prompt_price=Decimal("0.01"), completion_price=Decimal("0.01"))
     ModelCost.objects.create(model="claude", prompt_price=Decimal("0.05"), completion_price=Decimal("0.05"))
     user1 = {"agent": "support", "user_id": "u1", "user_email": "u1@example.com"}
     user2 = {"agent": "sales", "user_id": "u2", "user_email": "u2@example.com"}
     ingest(
         acme_app,
         # r1: llm, 2 s, $0.01, tags x, success, saved, thread t1, a root
-        {"name": "llm_call", "run_id": "r1", "timestamp": "2026-05-01T10:00:02Z", "latency_s": 2, "model": "gpt-4o",
+        {"name": "llm_call", "run_id": "r1", "timestamp": "2026-05-01T10:00:02Z", "latency_s": 2, "model": "acme-gpt",
          "prompt_tokens": 500, "completion_tokens": 500, "tags": ["x"], "metadata": {**user1, "thread_id": "t1"},
          "input": "Where is my PARCEL?", "output": "On its way"},
         {"name": "saved", "run_id": "r1"},
@@ -63,7 +63,7 @@ def test_no_filter_lists_every_run_newest_first(acme_client, runs):
         ("status=timed_out", ["r3"]),
         ("type=llm", ["r5", "r2", "r1"]),
         ("type=tool", ["r4"]),
-        ("model=gpt-4o", ["r1"]),
+        ("model=acme-gpt", ["r1"]),
         ("model=gpt-4", []),
         ("agent=sales", ["r4", "r3", "r2"]),
         ("user_email=u1@example.com", ["r5", "r1"]),

@@ -1,0 +1,170 @@
+"""The cost recalculation: set-based, scoped, idempotent, safe during ingestion; thread totals follow."""
+
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from apps.costs.models import ModelCost, Recalculation
+from apps.costs.recalc import CHUNK, recalculate_costs, request_recalculation
+from apps.threads.models import Thread
+from apps.tracing.models import Run
+from tests.factories import AppFactory
+from tests.helpers import ingest
+
+
+def call(run_id, model, *, at="2026-05-01T10:00:00Z", tokens=1000, **fields):
+    return {"name": "llm_call", "run_id": run_id, "model": model, "timestamp": at, "prompt_tokens": tokens,
+            "completion_tokens": 0, **fields}  # fmt: skip
+
+
+@pytest.fixture
+def priced_runs(acme_app):
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    ModelCost.objects.create(model="b", prompt_price=Decimal("2"), completion_price=Decimal("2"))
+    ingest(acme_app, call("a1", "a"), call("a2", "a", tokens=500), call("b1", "b"), call("c1", "c"))
+
+
+def costs() -> dict[str, Decimal]:
+    return dict(Run.objects.values_list("run_id", "cost"))
+
+
+def test_recalculating_one_model_leaves_the_others_untouched(priced_runs):
+    ModelCost.objects.filter(model__in=["a", "b"]).update(prompt_price=Decimal("10"))
+    summary = recalculate_costs(model="a")
+    assert costs() == {"a1": 10, "a2": 5, "b1": 2, "c1": 0}
+    assert (summary.total, summary.examined, summary.changed) == (2, 2, 2)
+    assert (summary.cost_before, summary.cost_after) == (Decimal("1.5"), Decimal("15"))
+
+
+def test_a_pattern_scope_covers_every_matching_model(priced_runs, acme_app):
+    ModelCost.objects.create(model="[ab]", is_pattern=True, prompt_price=Decimal("7"), completion_price=0)
+    ModelCost.objects.filter(model__in=["a", "b"]).delete()
+    recalculate_costs(model="[ab]", is_pattern=True)
+    assert costs() == {"a1": 7, "a2": Decimal("3.5"), "b1": 7, "c1": 0}
+
+
+def test_runs_whose_model_lost_its_price_go_back_to_zero(priced_runs):
+    ModelCost.objects.filter(model="b").delete()
+    recalculate_costs()
+    assert costs() == {"a1": 1, "a2": Decimal("0.5"), "b1": 0, "c1": 0}
+    assert Run.objects.get(run_id="b1").cost_row is None
+
+
+def test_a_new_price_reaches_runs_that_had_none(priced_runs):
+    row = ModelCost.objects.create(model="c", prompt_price=Decimal("3"), completion_price=0)
+    recalculate_costs(model="c")
+    assert Run.objects.get(run_id="c1").cost == 3 and Run.objects.get(run_id="c1").cost_row == row
+
+
+def test_it_is_idempotent(priced_runs):
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("4"))
+    assert recalculate_costs().changed == 2
+    before = costs()
+    assert recalculate_costs().changed == 0
+    assert costs() == before
+
+
+def test_the_dry_run_changes_nothing(priced_runs):
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("4"))
+    summary = recalculate_costs(dry_run=True)
+    assert summary.changed == 2 and summary.cost_after == Decimal("8")
+    assert costs() == {"a1": 1, "a2": Decimal("0.5"), "b1": 2, "c1": 0}
+
+
+def test_scope_by_app_and_start_time(priced_runs, acme_app, acme):
+    other = AppFactory(organization=acme, name="Other", slug="other")
+    ingest(other, call("o1", "a"))
+    ingest(acme_app, call("late", "a", at="2026-06-01T00:00:00Z"))
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("4"))
+    recalculate_costs(app=acme_app, since=datetime(2026, 6, 1, tzinfo=UTC))
+    assert Run.objects.get(run_id="late").cost == 4
+    assert Run.objects.get(run_id="a1").cost == 1 and Run.objects.get(run_id="o1").cost == 1
+
+
+def test_thread_totals_follow(acme_app):
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    ingest(
+        acme_app,
+        {"name": "agent_start", "run_id": "agent", "timestamp": "2026-05-01T10:00:00Z"},
+        call("llm", "a", parent_run_id="agent"),
+        {"name": "chat", "role": "assistant", "content": "hi", "run_id": "agent", "thread_id": "t"},
+    )
+    assert Thread.objects.get().total_cost == 1
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("6"))
+    recalculate_costs(model="a")
+    assert Thread.objects.get().total_cost == 6
+
+
+def test_it_works_in_chunks_with_a_fixed_number_of_queries_each(acme_app, django_assert_max_num_queries, monkeypatch):
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    ingest(acme_app, *[call(f"r{n}", "a") for n in range(250)])
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("2"))
+    monkeypatch.setattr("apps.costs.recalc.CHUNK", 100)
+    # count, price book, then per chunk: read, update, the threads to refresh (+ savepoints)
+    with django_assert_max_num_queries(2 + 3 * 6 + 1):
+        summary = recalculate_costs()
+    assert summary.changed == 250 and CHUNK == 5000
+    assert set(costs().values()) == {Decimal(2)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recalculation_during_ingestion_loses_no_update(acme_app, monkeypatch):
+    """Events for a chunk's runs are committed between the job reading the chunk and writing it:
+    the job must not overwrite their fresh cost with one computed from the tokens it read."""
+    from apps.costs import recalc
+
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    # Started runs that already carry a token count; their end events bring the final one.
+    ingest(acme_app, *[{**call(f"r{n}", "a", tokens=1000), "name": "llm_start"} for n in range(30)])
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
+    reprice, errors = recalc._reprice, []
+
+    def end_events_arrive(run_ids):
+        try:
+            ingest(acme_app, *[{**call(run_id, "a", tokens=2000), "name": "llm_end"} for run_id in run_ids])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def reprice_then_ingest(chunk, prices, summary):
+        changes = reprice(chunk, prices, summary)
+        run_ids = list(Run.objects.filter(pk__in=[row[0] for row in chunk]).values_list("run_id", flat=True))
+        writer = threading.Thread(target=end_events_arrive, args=(run_ids[::2],))  # another web process
+        writer.start()
+        writer.join()
+        return changes
+
+    monkeypatch.setattr(recalc, "CHUNK", 10)
+    monkeypatch.setattr(recalc, "_reprice", reprice_then_ingest)
+    summary = recalculate_costs()
+    assert not errors
+    by_tokens = {(r.prompt_tokens, r.cost) for r in Run.objects.all()}
+    assert by_tokens == {(1000, Decimal(3)), (2000, Decimal(6))}
+    assert summary.changed == 15  # the other 15 were priced by the write path itself
+
+
+def test_a_recorded_recalculation_runs_on_commit_and_records_its_summary(
+    priced_runs, django_capture_on_commit_callbacks
+):
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("4"))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = request_recalculation(model="a", reason="test")
+        assert Recalculation.objects.get(pk=job.pk).state == Recalculation.State.QUEUED
+    assert len(callbacks) == 1  # enqueued only once the transaction commits
+    job.refresh_from_db()
+    assert (job.state, job.total, job.examined, job.changed) == (Recalculation.State.DONE, 2, 2, 2)
+    assert (job.cost_before, job.cost_after) == (Decimal("1.5"), Decimal("6"))
+    assert job.started_at and job.finished_at and job.progress == "2/2"
+    assert costs()["a1"] == 4
+
+
+def test_a_redelivered_task_does_nothing(priced_runs):
+    from apps.costs.recalc import run_recalculation
+
+    job = Recalculation.objects.create(model="a")
+    assert run_recalculation(job.pk).state == Recalculation.State.DONE
+    assert run_recalculation(job.pk) is None
