@@ -25,7 +25,7 @@ def post_raw(client, body: bytes, *, gzipped: bool = False, **extra):
 
 
 def run(run_id: str, app=None) -> Run:
-    runs = Run.objects.filter(run_id=run_id)
+    runs = Run.objects.with_cost().filter(run_id=run_id)
     return (runs.filter(app=app) if app is not None else runs).get()
 
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Q
 
@@ -18,6 +18,7 @@ from apps.costs.models import ModelCost
 
 ZERO = Decimal(0)
 THOUSAND = Decimal(1000)
+TEN_DECIMALS = Decimal("0.0000000001")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,10 @@ class PriceBook:
     """
 
     def __init__(self, rows: Iterable[ModelCost]) -> None:
+        self.rows = list(rows)
         self._exact: dict[str, list[ModelCost]] = defaultdict(list)
         patterns: dict[str, list[ModelCost]] = defaultdict(list)
-        for row in rows:
+        for row in self.rows:
             (patterns if row.is_pattern else self._exact)[row.model].append(row)
         for group in (*self._exact.values(), *patterns.values()):
             group.sort(key=lambda r: r.valid_from or date.min, reverse=True)
@@ -98,4 +100,5 @@ class PriceBook:
             )
         else:
             return ZERO, None
-        return cost, row
+        # Rounded as the cost column (and the recalculation's SQL ROUND) rounds: half away from zero.
+        return cost.quantize(TEN_DECIMALS, rounding=ROUND_HALF_UP), row

@@ -1,10 +1,15 @@
 """Repricing stored LLM runs after the cost table changes (SPEC §4, docs/COSTS.md).
 
-Set-based and batched: runs are read in id order, CHUNK at a time, priced in memory by
-the same PriceBook the write path uses, and only the runs whose cost changes are written,
-with one UPDATE per chunk. Idempotent: a second pass changes nothing. Safe while events
-stream in: a run is updated only if it has not been rewritten since it was read (its
-`updated_at`); one that was has just been priced by the write path with the current table.
+Set-based: Python decides, with the same PriceBook the write path uses, which cost row
+applies to each model over which days; the database then reprices every run at once,
+one UPDATE per range of CHUNK run ids, joined to that small table of price periods.
+
+It works on RunCost, the narrow table that holds each run's cost and its pricing inputs,
+so a million runs are a million small rows with two indexes, and one statement never
+reads another table: when ingestion rewrites a run's costs while the job runs, the
+database re-evaluates the job's UPDATE on the fresh row (PostgreSQL's READ COMMITTED
+recheck; SQLite has one writer at a time). Idempotent: only costs that differ are
+written, so a second pass writes nothing. Thread totals follow, refreshed once at the end.
 """
 
 from __future__ import annotations
@@ -12,26 +17,39 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
-from django.db.models.fields.json import KT
+from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
-from apps.costs.models import Recalculation
-from apps.costs.pricing import PriceBook, Usage
-from apps.threads.services import refresh_threads_of_runs
-from apps.tracing.models import Run
+from apps.costs.models import ModelCost, Recalculation
+from apps.costs.pricing import PriceBook
+from apps.threads.services import refresh_threads_with_runs
+from apps.tracing.models import RunCost
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 5000
-CENT_FRACTION = Decimal("0.0000000001")  # the cost column's 10 decimal places
-COLUMNS = ["id", "model", "prompt_tokens", "completion_tokens", "total_tokens", "cached_prompt_tokens",
-           "started_at", "cost", "cost_row_id", "updated_at"]  # fmt: skip
+CHUNK = 100_000  # run ids per UPDATE: bounds each transaction, and how long any row stays locked
+# Priced with the same formula as costs.pricing.PriceBook.price, rounded like the column.
+COST_SQL = """
+    CASE
+        WHEN p.row_id IS NULL OR c.cache_hit THEN 0
+        WHEN c.prompt_tokens IS NOT NULL AND c.completion_tokens IS NOT NULL THEN ROUND((
+            (c.prompt_tokens - {cached}) * p.prompt + {cached} * p.cached + c.completion_tokens * p.completion
+        ) / 1000, 10)
+        WHEN c.total_tokens IS NOT NULL THEN ROUND(c.total_tokens * p.blended / 1000, 10)
+        ELSE 0
+    END
+"""
+COST_ROW_SQL = """
+    CASE
+        WHEN c.cache_hit OR (c.prompt_tokens IS NOT NULL AND c.completion_tokens IS NOT NULL)
+             OR c.total_tokens IS NOT NULL THEN p.row_id
+    END
+"""
 
 
 @dataclass
@@ -41,22 +59,51 @@ class Summary:
     changed: int = 0
     cost_before: Decimal = Decimal(0)
     cost_after: Decimal = Decimal(0)
-    changed_ids: list[int] = field(default_factory=list, repr=False)
 
 
-def runs_in_scope(*, model: str = "", is_pattern: bool = False, app=None, since: datetime | None = None) -> QuerySet:
-    runs = Run.objects.filter(type="llm")
+@dataclass(frozen=True)
+class Period:
+    """One model's price from `start` (inclusive) to `end` (exclusive): a row, or none."""
+
+    model: str
+    start: datetime
+    end: datetime
+    row: ModelCost | None
+
+
+def price_periods(models: set[str], prices: PriceBook) -> list[Period]:
+    """The row in force for each model, as periods split at every valid_from that could matter."""
+    days = sorted({row.valid_from for row in prices.rows if row.valid_from})
+    bounds = [date(1, 1, 1), *days, date(9999, 12, 31)]
+    periods = []
+    for model in sorted(models):
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            row = prices.row_for(model, datetime.combine(start, time(), tzinfo=UTC))
+            if periods and periods[-1].model == model and periods[-1].row == row:
+                periods[-1] = Period(model, periods[-1].start, _moment(end), row)
+            else:
+                periods.append(Period(model, _moment(start), _moment(end), row))
+    return periods
+
+
+def _moment(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def scope_of(*, model: str = "", is_pattern: bool = False, app=None, since: datetime | None = None):
+    """The RunCost rows in scope (llm runs only: only they carry a model)."""
+    costs = RunCost.objects.filter(model__isnull=False)
     if app is not None:
-        runs = runs.filter(app=app)
+        costs = costs.filter(app=app)
     if since is not None:
-        runs = runs.filter(started_at__gte=since)
+        costs = costs.filter(started_at__gte=since)
     if model and is_pattern:
-        # Match in Python, with the same regex engine the pricing uses, over the few distinct names.
-        names = runs.order_by().values_list("model", flat=True).distinct()
-        runs = runs.filter(model__in=[name for name in names if name and re.fullmatch(model, name)])
+        # Match in Python, with the regex engine the pricing uses, over the few distinct names.
+        names = costs.order_by().values_list("model", flat=True).distinct()
+        costs = costs.filter(model__in=[name for name in names if re.fullmatch(model, name)])
     elif model:
-        runs = runs.filter(model=model)
-    return runs
+        costs = costs.filter(model=model)
+    return costs
 
 
 def recalculate_costs(
@@ -69,68 +116,101 @@ def recalculate_costs(
     progress: Callable[[Summary], None] | None = None,
 ) -> Summary:
     """Reprice the llm runs in scope (all, one model or pattern, one app, since a time); thread totals follow."""
-    runs = runs_in_scope(model=model, is_pattern=is_pattern, app=app, since=since)
-    summary = Summary(total=runs.count())
-    prices = PriceBook.everything()
-    rows = runs.annotate(cache_hit=KT("metadata__cache_hit")).order_by("id").values_list(*COLUMNS, "cache_hit")
-    last_id = 0
-    while chunk := list(rows.filter(id__gt=last_id)[:CHUNK]):
-        last_id = chunk[-1][0]
-        changes = _reprice(chunk, prices, summary)
-        if changes and not dry_run:
-            with transaction.atomic():
-                updated = _write(changes)
-                refresh_threads_of_runs(updated)
-            summary.changed += len(updated)
-        elif dry_run:
-            summary.changed += len(changes)
+    scope = scope_of(model=model, is_pattern=is_pattern, app=app, since=since)
+    totals = scope.aggregate(n=Count("run"), cost=Sum("cost"), first=Min("run"), last=Max("run"))
+    summary = Summary(total=totals["n"], cost_before=totals["cost"] or Decimal(0))
+    models = set(scope.order_by().values_list("model", flat=True).distinct())
+    repricing = Repricing(price_periods(models, PriceBook.everything()), app=app, since=since, models=models)
+    for low in range(totals["first"] or 0, (totals["last"] or 0) + 1, CHUNK):
+        with transaction.atomic():
+            changed, examined, after = repricing.run(low, low + CHUNK, dry_run=dry_run)
+        summary.examined += examined
+        summary.changed += len(changed)
+        summary.cost_after += after
         if progress:
             progress(summary)
+    if summary.changed and not dry_run:
+        refresh_threads_with_runs(app=app)
     return summary
 
 
-def _reprice(chunk: list[tuple], prices: PriceBook, summary: Summary) -> list[tuple]:
-    """(id, cost, cost_row_id, updated_at) of the runs of `chunk` whose price differs."""
-    changes = []
-    for pk, model, prompt, completion, total, cached, started_at, cost, row_id, updated_at, cache_hit in chunk:
-        usage = Usage(model, prompt, completion, total, started_at, cached, cache_hit in (True, 1, "true"))
-        new_cost, row = prices.price(usage)
-        new_cost = Decimal(new_cost).quantize(CENT_FRACTION)
-        new_row_id = row.pk if row else None
-        summary.examined += 1
-        summary.cost_before += cost
-        summary.cost_after += new_cost
-        if new_cost != cost or new_row_id != row_id:
-            changes.append((pk, new_cost, new_row_id, updated_at))
-    return changes
+class Repricing:
+    """The SQL of one recalculation: RunCost rows joined to the price periods of their model.
+
+    The new cost is computed in the UPDATE's own SET list from the target row's columns:
+    if ingestion rewrites a row while the statement waits for it, PostgreSQL re-evaluates
+    SET and WHERE on the new version (a subquery over the same table would keep the old).
+    """
+
+    def __init__(self, periods: list[Period], *, app, since, models: set[str]) -> None:
+        self.table = connection.ops.quote_name(RunCost._meta.db_table)
+        postgres = connection.vendor == "postgresql"
+        cached = f"{'LEAST' if postgres else 'MIN'}(COALESCE(c.cached_prompt_tokens, 0), c.prompt_tokens)"
+        self.new_cost, self.new_row = COST_SQL.format(cached=cached), COST_ROW_SQL
+        conditions, self.params = ["c.run_pk >= %s", "c.run_pk < %s"], []
+        if app is not None:
+            conditions.append("c.app_id = %s")
+            self.params.append(app.pk)
+        if since is not None:
+            conditions.append("c.started_at >= %s")
+            self.params.append(connection.ops.adapt_datetimefield_value(since))
+        self.periods, self.period_params = _periods_sql(periods)
+        self.where = " AND ".join(
+            ["c.model = p.model", "c.started_at >= p.p_start", "c.started_at < p.p_end", *conditions]
+        )
+        self.differs = (
+            f"(c.cost <> {self.new_cost} OR c.cost_row_id IS DISTINCT FROM {self.new_row})"
+            if postgres  # SQLite stores decimals as floating point: compare to the column's precision
+            else f"(ABS(c.cost - {self.new_cost}) > 1e-11 OR c.cost_row_id IS NOT {self.new_row})"
+        )
+
+    def run(self, low: int, high: int, *, dry_run: bool) -> tuple[list[int], int, Decimal]:
+        """(run ids whose cost changed, runs examined, their new total cost) for run ids in [low, high)."""
+        examined, after = self._select(f"COUNT(*), COALESCE(SUM({self.new_cost}), 0)", low, high)[0]
+        if dry_run:
+            changed = [row[0] for row in self._select("c.run_pk", low, high, f"AND {self.differs}")]
+        else:
+            changed = self.write(low, high)
+        return changed, examined, Decimal(str(after))
+
+    def _select(self, columns: str, low: int, high: int, extra: str = "") -> list[tuple]:
+        sql = f"SELECT {columns} FROM {self.table} c, ({self.periods}) p WHERE {self.where} {extra}"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*self.period_params, low, high, *self.params])
+            return cursor.fetchall()
+
+    def write(self, low: int, high: int) -> list[int]:
+        """One UPDATE: reprice the range from its own rows, write only what differs."""
+        sql = (
+            f"UPDATE {self.table} AS c SET cost = {self.new_cost}, cost_row_id = {self.new_row} "  # noqa: S608
+            f"FROM ({self.periods}) p WHERE {self.where} AND {self.differs} RETURNING run_pk"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*self.period_params, low, high, *self.params])
+            return [row[0] for row in cursor.fetchall()]
 
 
-def _write(changes: list[tuple]) -> list[int]:
-    """One UPDATE joined to the new values; skips runs rewritten since they were read. Returns the ids updated."""
-    table = Run._meta.db_table
+def _periods_sql(periods: list[Period]) -> tuple[str, list]:
+    """The price periods as a derived table p(model, p_start, p_end, row_id, prompt, completion, cached, blended)."""
     ops = connection.ops
-    params = [
-        value
-        for pk, cost, row_id, updated_at in changes
-        for value in (pk, ops.adapt_decimalfield_value(cost, 20, 10), row_id, ops.adapt_datetimefield_value(updated_at))
-    ]
-    if connection.vendor == "postgresql":
-        values = ", ".join(["(%s::bigint, %s::numeric, %s::bigint, %s::timestamptz)"] * len(changes))
-        sql = f"""
-            UPDATE {table} AS r SET cost = v.cost, cost_row_id = v.row_id
-            FROM (VALUES {values}) AS v(id, cost, row_id, updated_at)
-            WHERE r.id = v.id AND r.updated_at = v.updated_at RETURNING r.id
-        """  # noqa: S608 - table name and placeholders only
-    else:
-        values = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
-        sql = f"""
-            UPDATE {table} SET cost = v.column2, cost_row_id = v.column3
-            FROM (VALUES {values}) AS v
-            WHERE {table}.id = v.column1 AND {table}.updated_at = v.column4 RETURNING {table}.id
-        """  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+    postgres = connection.vendor == "postgresql"
+    number = "CAST(%s AS numeric)" if postgres else "CAST(%s AS REAL)"
+    row_id = "CAST(%s AS bigint)" if postgres else "%s"  # typed, or a NULL would be text to PostgreSQL
+    select = f"SELECT %s AS model, %s AS p_start, %s AS p_end, {row_id} AS row_id, {number} AS prompt, " + (
+        f"{number} AS completion, {number} AS cached, {number} AS blended"
+    )
+    rows, params = [], []
+    for period in periods or [Period("", _moment(date(1, 1, 1)), _moment(date(1, 1, 2)), None)]:
+        row = period.row
+        prompt = row.prompt_price if row else Decimal(0)
+        params += [
+            period.model, ops.adapt_datetimefield_value(period.start), ops.adapt_datetimefield_value(period.end),
+            row.pk if row else None, str(prompt), str(row.completion_price if row else 0),
+            str(row.cached_prompt_price if row and row.cached_prompt_price is not None else prompt),
+            str(row.total_price if row and row.total_price is not None else prompt),
+        ]  # fmt: skip
+        rows.append(select)
+    return " UNION ALL ".join(rows), params
 
 
 # --- the job record --------------------------------------------------------------------------------

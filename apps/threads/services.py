@@ -16,7 +16,7 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery
 
 from apps.costs.pricing import PriceBook, Usage
 from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
-from apps.tracing.models import Feedback, Run
+from apps.tracing.models import Feedback, Run, RunCost
 from apps.tracing.services import by_app
 from apps.tracing.sql import db_value, upsert
 
@@ -181,24 +181,20 @@ def refresh_after_batch(batch: Batch) -> None:
         refresh_threads(set(threads))
 
 
-def refresh_threads_of_runs(run_pks: list[int]) -> None:
-    """Refresh the threads whose totals include these runs: messages link them or one of their ancestors."""
-    if not run_pks:
-        return
-    runs, messages = Run._meta.db_table, ThreadMessage._meta.db_table
-    ids = ", ".join(["%s"] * len(run_pks))
-    sql = f"""
-        WITH RECURSIVE up(app_id, run_id, parent_run_id) AS (
-            SELECT app_id, run_id, parent_run_id FROM {runs} WHERE id IN ({ids})
-            UNION
-            SELECT r.app_id, r.run_id, r.parent_run_id FROM {runs} r
-            JOIN up ON r.app_id = up.app_id AND r.run_id = up.parent_run_id
-        )
-        SELECT DISTINCT m.thread_id FROM {messages} m JOIN up ON m.app_id = up.app_id AND m.run_id = up.run_id
-    """  # noqa: S608 - table names and placeholders only
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(run_pks))
-        refresh_threads({row[0] for row in cursor.fetchall()})
+def refresh_threads_with_runs(*, app=None, batch: int = 1000) -> int:
+    """Refresh every thread whose messages link runs (of `app`, or of every app); returns how many.
+
+    After a cost recalculation: any repriced run may sit anywhere in the trace of a linked
+    run, and finding those ancestors for millions of runs costs more than refreshing the
+    threads, which are far fewer.
+    """
+    messages = ThreadMessage.objects.filter(run_id__isnull=False)
+    if app is not None:
+        messages = messages.filter(app=app)
+    threads = sorted(set(messages.values_list("thread_id", flat=True).distinct()))
+    for start in range(0, len(threads), batch):
+        refresh_threads(set(threads[start : start + batch]))
+    return len(threads)
 
 
 def message_is_rated() -> Exists:
@@ -236,7 +232,7 @@ def refresh_threads(thread_pks: set[int]) -> None:
 def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
     """Tokens and cost per thread: every run linked by its messages, with the run's whole subtree,
     each run counted once; plus the messages' own token fields where they link no known run."""
-    run_table, message_table = Run._meta.db_table, ThreadMessage._meta.db_table
+    run_table, message_table, cost_table = Run._meta.db_table, ThreadMessage._meta.db_table, RunCost._meta.db_table
     ids = ", ".join(["%s"] * len(thread_pks))
     linked = f"""
         WITH RECURSIVE linked(thread_id, app_id, run_id) AS (
@@ -246,8 +242,9 @@ def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
             SELECT l.thread_id, r.app_id, r.run_id FROM {run_table} r
             JOIN linked l ON r.app_id = l.app_id AND r.parent_run_id = l.run_id
         )
-        SELECT l.thread_id, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(r.cost), 0)
+        SELECT l.thread_id, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(c.cost), 0)
         FROM linked l JOIN {run_table} r ON r.app_id = l.app_id AND r.run_id = l.run_id
+        LEFT JOIN {cost_table} c ON c.run_pk = r.id
         GROUP BY l.thread_id
     """  # noqa: S608 - table names and placeholders only
     own = f"""

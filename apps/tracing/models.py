@@ -65,6 +65,10 @@ class RunQuerySet(models.QuerySet):
     def recent(self) -> RunQuerySet:
         return self.order_by("-started_at", "-id")
 
+    def with_cost(self) -> RunQuerySet:
+        """Runs carrying `.cost` and `.cost_row_id` from their RunCost row (one join, no query per run)."""
+        return self.annotate(cost=F("pricing__cost"), cost_row_id=F("pricing__cost_row"))
+
 
 class Run(models.Model):
     """One execution of an agent, chain, tool or LLM call, assembled from its events.
@@ -93,8 +97,6 @@ class Run(models.Model):
     completion_tokens = models.BigIntegerField(null=True, blank=True)
     total_tokens = models.BigIntegerField(null=True, blank=True)
     cached_prompt_tokens = models.BigIntegerField(null=True, blank=True, help_text="Part of prompt_tokens.")
-    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
-    cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     tags = models.JSONField(default=list, blank=True)
     user_id = models.CharField(max_length=200, null=True, blank=True)
     user_email = models.CharField(max_length=254, null=True, blank=True)
@@ -142,7 +144,6 @@ class Run(models.Model):
                 name="run_app_feedback",
                 condition=Q(positive_feedback=True) | Q(negative_feedback=True),
             ),
-            models.Index(fields=["app", "-cost", "-id"], name="run_app_cost"),
             # The sort keys of the runs list for nullable columns (see api/pagination.sort_key).
             models.Index(F("app"), Coalesce("latency_s", Value(-1.0)).desc(), F("id").desc(), name="run_app_latency"),
             models.Index(F("app"), Coalesce("total_tokens", Value(-1)).desc(), F("id").desc(), name="run_app_tokens"),
@@ -156,6 +157,39 @@ class Run(models.Model):
         if self.status == Status.STARTED and timezone.now() - self.started_at > TIMEOUT_AFTER:
             return "timed_out"
         return self.status
+
+
+class RunCost(models.Model):
+    """The price of a run and what it is computed from, in a narrow table of its own.
+
+    Repricing rewrites millions of costs at once (costs.recalc). Rewriting the wide,
+    many-indexed run rows would update every index for every run; these rows are a few
+    dozen bytes with two indexes. They also carry the pricing inputs (copied from the run
+    when it is written), so that the recalculation is one statement over this table alone:
+    a concurrent write of the same run is re-read by the database before it is repriced,
+    never mixed with older values from another table. Every run has one.
+    """
+
+    run = models.OneToOneField(
+        Run, on_delete=models.CASCADE, primary_key=True, related_name="pricing", db_column="run_pk"
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    model = models.CharField(max_length=200, null=True, blank=True, help_text="Set for llm runs only.")
+    started_at = models.DateTimeField()
+    prompt_tokens = models.BigIntegerField(null=True, blank=True)
+    completion_tokens = models.BigIntegerField(null=True, blank=True)
+    cached_prompt_tokens = models.BigIntegerField(null=True, blank=True)
+    total_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        # Sorting the runs list by cost walks this index, joining each entry to its run.
+        indexes = [models.Index(fields=["app", "-cost", "-run"], name="runcost_app_cost")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.cost}"
 
 
 class Event(models.Model):

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.costs.pricing import PriceBook, Usage
-from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Feedback, Rating, Run, Status
+from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Feedback, Rating, Run, RunCost, Status
 from apps.tracing.sql import db_value, upsert
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", 
 INHERITED = ("agent", "user_id", "user_email")
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
+COST_COLUMNS = ["run", "app", "model", "started_at", "prompt_tokens", "completion_tokens", "cached_prompt_tokens",
+                "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
 FEEDBACK_COLUMNS = ["app", "run_id", "message_id", "rating", "comment", "timestamp", "dedup_key"]
 # Every column but the primary key. A merge rewrites all of them but these: the conflict
 # target, created_at, and the flags that other statements set (saved, feedback) — a batch
@@ -136,7 +138,7 @@ def store_events(events: Sequence[EventIn], received_at) -> set[str]:
         )  # fmt: skip
         for event in events
     ]
-    inserted = upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning="dedup_key")
+    inserted = upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning=["dedup_key"])
     return {key for (key,) in inserted}
 
 
@@ -170,8 +172,32 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     fields = [Run._meta.get_field(name) for name in RUN_COLUMNS]
     rows = [[app.pk] + [db_value(f, state[f.attname]) for f in fields[1:]] for state in states.values()]
     # Agent and user may also be filled in by _propagate_to_children of another batch.
-    upsert(Run, RUN_COLUMNS, rows, conflict=["app", "run_id"], update=RUN_UPDATE, keep=INHERITED)
+    written = upsert(
+        Run,
+        RUN_COLUMNS,
+        rows,
+        conflict=["app", "run_id"],
+        update=RUN_UPDATE,
+        keep=INHERITED,
+        returning=["run_id", "id"],
+    )
+    _write_costs(app, states, dict(written))
     return set(run_ids) - stored.keys()
+
+
+def _write_costs(app, states: dict[str, dict], pks: dict[str, int]) -> None:
+    """Each run's RunCost row: its pricing inputs and the cost they give."""
+    fields = [RunCost._meta.get_field(name) for name in COST_COLUMNS]
+    rows = []
+    for run_id, state in states.items():
+        usage = usage_of(state)
+        values = [
+            pks[run_id], app.pk, usage.model if state["type"] == "llm" else None, usage.started_at,
+            usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens, usage.total_tokens,
+            usage.cache_hit, state["cost"], state["cost_row_id"],
+        ]  # fmt: skip
+        rows.append([db_value(f, v) for f, v in zip(fields, values, strict=True)])
+    upsert(RunCost, COST_COLUMNS, rows, conflict=["run"], update=COST_COLUMNS[2:])
 
 
 def new_state(event: EventIn) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def upsert(
     conflict: Sequence[str],
     update: Sequence[str] = (),
     keep: Sequence[str] = (),
-    returning: str | None = None,
+    returning: Sequence[str] = (),
 ) -> list[tuple]:
     """INSERT rows (already database values) into `model`; on a conflict update `update`, or do nothing.
 
@@ -66,7 +66,7 @@ def upsert(
     else:
         tail = f" ON CONFLICT ({target}) DO NOTHING"
     if returning:
-        tail += f" RETURNING {quote(returning)}"
+        tail += f" RETURNING {', '.join(quote(column) for column in returning)}"
     per_statement = max(1, MAX_PARAMS.get(connection.vendor, 999) // len(columns))
     results: list[tuple] = []
     with connection.cursor() as cursor:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db import connection
 
 from apps.costs.models import ModelCost
-from apps.tracing.models import Event, Feedback, Run
+from apps.tracing.models import Event, Feedback, Run, RunCost
 
 MAX_DEPTH = 200
 MAX_NODES = 10_000
@@ -39,6 +39,8 @@ def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
         return None
     for run in runs:
         run.tree = TreeInfo()
+        # A raw query converts only model fields: the joined cost arrives as the driver's number.
+        run.cost = Decimal(str(run.cost)) if run.cost is not None else Decimal(0)
     for run in sorted(runs, key=lambda r: (r.started_at, r.pk)):
         parent = by_id.get(run.parent_run_id) if run is not root else None
         if parent is not None:
@@ -51,7 +53,7 @@ def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
 
 
 def _subtree(app, run_id: str):
-    table = Run._meta.db_table
+    table, costs = Run._meta.db_table, RunCost._meta.db_table
     columns = ", ".join(
         f"r.{connection.ops.quote_name(f.column)}" for f in Run._meta.concrete_fields if f.name != "search_text"
     )
@@ -63,7 +65,8 @@ def _subtree(app, run_id: str):
             FROM {table} r JOIN tree t ON r.parent_run_id = t.run_id
             WHERE r.app_id = %s AND t.depth < {MAX_DEPTH}
         )
-        SELECT {columns} FROM {table} r WHERE r.id IN (SELECT id FROM tree) LIMIT {MAX_NODES}
+        SELECT {columns}, c.cost, c.cost_row_id FROM {table} r LEFT JOIN {costs} c ON c.run_pk = r.id
+        WHERE r.id IN (SELECT id FROM tree) LIMIT {MAX_NODES}
     """  # noqa: S608 - only the table and column names are formatted in
     return Run.objects.raw(sql, [app.pk, run_id, app.pk])
 
@@ -82,14 +85,14 @@ def _sum_subtree(root: Run) -> None:
             stack.append(child)
     for run in reversed(order):
         run.tree.subtree_tokens = (run.total_tokens or 0) + sum(c.tree.subtree_tokens for c in run.tree.children)
-        run.tree.subtree_cost = run.cost + sum((c.tree.subtree_cost for c in run.tree.children), Decimal(0))
+        run.tree.subtree_cost = (run.cost or 0) + sum((c.tree.subtree_cost for c in run.tree.children), Decimal(0))
 
 
 def subtree_totals(app, run_ids: set[str]) -> dict[str, tuple[int, Decimal, float | None]]:
     """{run_id: (tokens, cost, latency_s)} for each run with its whole subtree, in one query."""
     if not run_ids:
         return {}
-    table = Run._meta.db_table
+    table, costs = Run._meta.db_table, RunCost._meta.db_table
     placeholders = ", ".join(["%s"] * len(run_ids))
     sql = f"""
         WITH RECURSIVE tree(root, run_id) AS (
@@ -97,9 +100,9 @@ def subtree_totals(app, run_ids: set[str]) -> dict[str, tuple[int, Decimal, floa
             UNION
             SELECT t.root, r.run_id FROM {table} r JOIN tree t ON r.parent_run_id = t.run_id WHERE r.app_id = %s
         )
-        SELECT t.root, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(r.cost), 0),
+        SELECT t.root, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(c.cost), 0),
                MAX(CASE WHEN r.run_id = t.root THEN r.latency_s END)
-        FROM tree t JOIN {table} r ON r.app_id = %s AND r.run_id = t.run_id
+        FROM tree t JOIN {table} r ON r.app_id = %s AND r.run_id = t.run_id LEFT JOIN {costs} c ON c.run_pk = r.id
         GROUP BY t.root
     """  # noqa: S608 - only the table name and placeholders are formatted in
     with connection.cursor() as cursor:

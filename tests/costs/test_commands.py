@@ -70,10 +70,10 @@ def test_recalc_costs_reprices_and_reports(acme_app):
     ingest(acme_app, {"name": "llm_call", "run_id": "r", "model": "m", "prompt_tokens": 1000, "completion_tokens": 0})
     ModelCost.objects.update(prompt_price=2)
     assert "1 would change" in command("recalc_costs", "--dry-run")
-    assert Run.objects.get().cost == 1
+    assert Run.objects.with_cost().get().cost == 1
     out = command("recalc_costs", "--model", "m", "--app", "support-bot", "--since", "2000-01-01")
     assert "1 llm runs examined, 1 changed" in out and "$1.000000 before, $2.000000 after" in out
-    assert Run.objects.get().cost == 2
+    assert Run.objects.with_cost().get().cost == 2
 
 
 @pytest.mark.parametrize("args", [["--since", "yesterday"], ["--app", "ghost"]])

@@ -17,11 +17,12 @@ def price(model: str, prompt: str, *, valid_from=None, pattern=False, cached=Non
 
 
 def cost_of(app, model: str, *, at="2026-05-01T10:00:00Z", **tokens) -> tuple[Decimal, ModelCost | None]:
+    """The cost of a new llm run of `model`, and the row that priced it."""
     tokens = tokens or {"prompt_tokens": 1000, "completion_tokens": 0}
     run_id = f"{model}-{at}-{sorted(tokens.items())}"
     ingest(app, {"name": "llm_call", "run_id": run_id[:128], "timestamp": at, "model": model, **tokens})
     priced = run(run_id[:128])
-    return priced.cost, priced.cost_row
+    return priced.cost, ModelCost.objects.filter(pk=priced.cost_row_id).first()
 
 
 def test_an_exact_row_beats_a_matching_pattern(acme_app):

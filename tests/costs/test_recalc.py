@@ -1,11 +1,12 @@
 """The cost recalculation: set-based, scoped, idempotent, safe during ingestion; thread totals follow."""
 
 import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.costs.models import ModelCost, Recalculation
 from apps.costs.recalc import CHUNK, recalculate_costs, request_recalculation
@@ -28,7 +29,7 @@ def priced_runs(acme_app):
 
 
 def costs() -> dict[str, Decimal]:
-    return dict(Run.objects.values_list("run_id", "cost"))
+    return dict(Run.objects.with_cost().values_list("run_id", "cost"))
 
 
 def test_recalculating_one_model_leaves_the_others_untouched(priced_runs):
@@ -50,13 +51,14 @@ def test_runs_whose_model_lost_its_price_go_back_to_zero(priced_runs):
     ModelCost.objects.filter(model="b").delete()
     recalculate_costs()
     assert costs() == {"a1": 1, "a2": Decimal("0.5"), "b1": 0, "c1": 0}
-    assert Run.objects.get(run_id="b1").cost_row is None
+    assert Run.objects.with_cost().get(run_id="b1").cost_row_id is None
 
 
 def test_a_new_price_reaches_runs_that_had_none(priced_runs):
     row = ModelCost.objects.create(model="c", prompt_price=Decimal("3"), completion_price=0)
     recalculate_costs(model="c")
-    assert Run.objects.get(run_id="c1").cost == 3 and Run.objects.get(run_id="c1").cost_row == row
+    repriced = Run.objects.with_cost().get(run_id="c1")
+    assert (repriced.cost, repriced.cost_row_id) == (3, row.pk)
 
 
 def test_it_is_idempotent(priced_runs):
@@ -80,8 +82,8 @@ def test_scope_by_app_and_start_time(priced_runs, acme_app, acme):
     ingest(acme_app, call("late", "a", at="2026-06-01T00:00:00Z"))
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("4"))
     recalculate_costs(app=acme_app, since=datetime(2026, 6, 1, tzinfo=UTC))
-    assert Run.objects.get(run_id="late").cost == 4
-    assert Run.objects.get(run_id="a1").cost == 1 and Run.objects.get(run_id="o1").cost == 1
+    assert Run.objects.with_cost().get(run_id="late").cost == 4
+    assert Run.objects.with_cost().get(run_id="a1").cost == 1 and Run.objects.with_cost().get(run_id="o1").cost == 1
 
 
 def test_thread_totals_follow(acme_app):
@@ -103,48 +105,45 @@ def test_it_works_in_chunks_with_a_fixed_number_of_queries_each(acme_app, django
     ingest(acme_app, *[call(f"r{n}", "a") for n in range(250)])
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("2"))
     monkeypatch.setattr("apps.costs.recalc.CHUNK", 100)
-    # count, price book, then per chunk: read, update, the threads to refresh (+ savepoints)
-    with django_assert_max_num_queries(2 + 3 * 6 + 1):
+    # scope totals, its models, the price book; then per range of 100 run ids: new totals, the
+    # UPDATE, the threads to refresh, and the savepoint around them
+    with django_assert_max_num_queries(3 + 3 * 5):
         summary = recalculate_costs()
-    assert summary.changed == 250 and CHUNK == 5000
+    assert summary.changed == 250 and CHUNK == 100_000
     assert set(costs().values()) == {Decimal(2)}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_recalculation_during_ingestion_loses_no_update(acme_app, monkeypatch):
-    """Events for a chunk's runs are committed between the job reading the chunk and writing it:
-    the job must not overwrite their fresh cost with one computed from the tokens it read."""
-    from apps.costs import recalc
-
+def test_recalculation_during_ingestion_loses_no_update(acme_app):
+    """Another web process is writing end events for some runs when the job reaches them: the job
+    waits for that transaction and reprices from the tokens it committed, never from older ones."""
     ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
-    # Started runs that already carry a token count; their end events bring the final one.
-    ingest(acme_app, *[{**call(f"r{n}", "a", tokens=1000), "name": "llm_start"} for n in range(30)])
+    # Started runs that already carry a token count; some end events will bring the final one.
+    ingest(acme_app, *[{**call(f"r{n}", "a", tokens=1000), "name": "llm_start"} for n in range(10)])
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
-    reprice, errors = recalc._reprice, []
+    written, job_started, errors = threading.Event(), threading.Event(), []
 
-    def end_events_arrive(run_ids):
+    def ingestion_in_flight():
         try:
-            ingest(acme_app, *[{**call(run_id, "a", tokens=2000), "name": "llm_end"} for run_id in run_ids])
+            with transaction.atomic():
+                ingest(acme_app, *[{**call(f"r{n}", "a", tokens=2000), "name": "llm_end"} for n in range(5)])
+                written.set()
+                job_started.wait(5)
+                time.sleep(0.5)  # the job reaches its UPDATE and waits on these rows
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
             connection.close()
 
-    def reprice_then_ingest(chunk, prices, summary):
-        changes = reprice(chunk, prices, summary)
-        run_ids = list(Run.objects.filter(pk__in=[row[0] for row in chunk]).values_list("run_id", flat=True))
-        writer = threading.Thread(target=end_events_arrive, args=(run_ids[::2],))  # another web process
-        writer.start()
-        writer.join()
-        return changes
-
-    monkeypatch.setattr(recalc, "CHUNK", 10)
-    monkeypatch.setattr(recalc, "_reprice", reprice_then_ingest)
-    summary = recalculate_costs()
+    writer = threading.Thread(target=ingestion_in_flight)
+    writer.start()
+    assert written.wait(5)
+    job_started.set()
+    recalculate_costs()
+    writer.join()
     assert not errors
-    by_tokens = {(r.prompt_tokens, r.cost) for r in Run.objects.all()}
-    assert by_tokens == {(1000, Decimal(3)), (2000, Decimal(6))}
-    assert summary.changed == 15  # the other 15 were priced by the write path itself
+    repriced = {(r.run_id, r.prompt_tokens, r.cost) for r in Run.objects.with_cost()}
+    assert repriced == {(f"r{n}", 2000 if n < 5 else 1000, Decimal(6 if n < 5 else 3)) for n in range(10)}
 
 
 def test_a_recorded_recalculation_runs_on_commit_and_records_its_summary(

@@ -25,7 +25,9 @@ CUSTOM = {"name": "retry", "run_id": "r", "timestamp": "2026-05-29T08:00:01Z"}
 
 
 def snapshot() -> tuple:
-    runs = list(Run.objects.order_by("run_id").values("run_id", "status", "total_tokens", "cost", "input", "output"))
+    runs = list(
+        Run.objects.with_cost().order_by("run_id").values("run_id", "status", "total_tokens", "cost", "input", "output")
+    )
     return Event.objects.count(), runs
 
 
@@ -103,7 +105,7 @@ def test_concurrent_start_and_end_of_one_run_both_apply(acme_key):
         run_id = f"race-{attempt}"
         statuses = _post_concurrently(acme_key, [[{**START, "run_id": run_id}], [{**END, "run_id": run_id}]])
         assert statuses == [200, 200]
-        run = Run.objects.get(run_id=run_id)
+        run = Run.objects.with_cost().get(run_id=run_id)
         assert (run.status, run.input, run.output, run.model, run.total_tokens, run.has_start, run.has_end) == (
             "success",
             "q",
@@ -134,10 +136,10 @@ def test_the_number_of_queries_does_not_grow_with_the_batch(acme_client, priced,
 
     report(acme_client, CUSTOM)  # the key's last_used_at is written on this first request only
     # key lookup, savepoint (the test's transaction), parent ancestry, event insert, runs read
-    # (with parents), prices, runs upsert, saved marks, children inheritance, messages linked
-    # to the runs, positive and negative feedback flags of new runs, release savepoint; on
-    # PostgreSQL the advisory lock too.
-    expected = 13 + (connection.vendor == "postgresql")
+    # (with parents), prices, runs upsert, their costs, saved marks, children inheritance,
+    # messages linked to the runs, positive and negative feedback flags of new runs, release
+    # savepoint; on PostgreSQL the advisory lock too.
+    expected = 14 + (connection.vendor == "postgresql")
     with django_assert_num_queries(expected):
         report(acme_client, *batch(10, "small"))
     with django_assert_num_queries(expected):

@@ -19,7 +19,7 @@ def test_load_demo_writes_realistic_traces_through_the_pipeline(db):
     types = dict(runs.values_list("type").annotate(n=Count("id")))
     assert set(types) == {"agent", "chain", "tool", "llm"}
     assert runs.filter(status="error").exists()
-    assert runs.filter(type="llm", cost__gt=0).count() == types["llm"]
+    assert runs.filter(type="llm", pricing__cost__gt=0).count() == types["llm"]
     assert runs.values("model").distinct().count() >= 5
     assert runs.exclude(parent_run_id=None).filter(agent=None).count() == 0
     assert runs.values("user_id").distinct().count() > 5

@@ -83,7 +83,7 @@ def test_a_full_trace_nests_and_inherits_agent_and_user(acme_client):
         {"name": "chain_end", "run_id": "c", "timestamp": "2026-05-29T08:00:07Z"},
         {"name": "agent_end", "run_id": "a", "timestamp": "2026-05-29T08:00:08Z", "output": "done"},
     )
-    runs = {r.run_id: r for r in Run.objects.all()}
+    runs = {r.run_id: r for r in Run.objects.with_cost()}
     assert {k: r.parent_run_id for k, r in runs.items()} == {"a": None, "c": "a", "t": "c", "l": "c"}
     assert {r.agent for r in runs.values()} == {"support"}
     assert {r.user_email for r in runs.values()} == {"u1@example.com"}

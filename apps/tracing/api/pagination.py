@@ -42,19 +42,31 @@ def parse_limit(raw: str | None) -> int:
 def sort_key(column: str):
     """The expression a list is sorted on. NULL latency and tokens (unfinished and non-LLM runs)
     sort as -1, below every real value: a NOT NULL key needs no NULLS FIRST/LAST clause, so
-    one plain expression index (Run.Meta) serves both directions and every cursor."""
+    one plain expression index (Run.Meta) serves both directions and every cursor. Cost lives
+    in RunCost, sorted by that table's own (app, cost, run) index."""
     if column in ("latency_s", "total_tokens"):
         return Coalesce(F(column), Value(-1.0 if column == "latency_s" else -1))
+    if column == "cost":
+        return F("pricing__cost")
     return F(column)
 
 
+def tie_key(column: str):
+    """The unique second sort key: the run's id, taken from the same table as the sort key so that
+    one index holds both (for cost, RunCost's `run`, which is the run's id)."""
+    return F("pricing__run") if column == "cost" else F("id")
+
+
 def order_keyset(queryset: QuerySet, ordering: str) -> QuerySet:
-    """ORDER BY the sort key then id, both in the same direction; rows carry `.sort_key`."""
+    """ORDER BY the sort key then the tie key, both in the same direction; rows carry `.sort_key`."""
     column, descending = ordering.lstrip("-"), ordering.startswith("-")
-    queryset = queryset.annotate(sort_key=sort_key(column))
+    queryset = queryset.annotate(sort_key=sort_key(column), tie_key=tie_key(column))
+    if column == "cost":
+        # An inner join constrained on RunCost's own app column lets the database walk its index.
+        queryset = queryset.filter(pricing__app=F("app"))
     if descending:
-        return queryset.order_by(F("sort_key").desc(), F("id").desc())
-    return queryset.order_by(F("sort_key").asc(), F("id").asc())
+        return queryset.order_by(F("sort_key").desc(), F("tie_key").desc())
+    return queryset.order_by(F("sort_key").asc(), F("tie_key").asc())
 
 
 class RowAfter(Expression):
@@ -67,14 +79,16 @@ class RowAfter(Expression):
 
     output_field = BooleanField()
 
-    def __init__(self, key, value, last_id: int, *, descending: bool) -> None:
+    def __init__(self, column: str, value, last_id: int, *, descending: bool) -> None:
         super().__init__()
-        self.key, self.value, self.last_id, self.descending = key, value, last_id, descending
+        self.key, self.tie, self.value, self.last_id, self.descending = (
+            sort_key(column), tie_key(column), value, last_id, descending
+        )  # fmt: skip
 
     def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
         clone = self.copy()
         clone.key = self.key.resolve_expression(query, allow_joins, reuse, summarize, for_save)
-        clone.row_id = F("id").resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        clone.row_id = self.tie.resolve_expression(query, allow_joins, reuse, summarize, for_save)
         clone.bound = Value(self.value, output_field=clone.key.output_field)
         return clone
 
@@ -98,7 +112,7 @@ class KeysetPagination(BasePagination):
         cursor = request.query_params.get("cursor")
         if cursor:
             value, last_id = self.decode(cursor)
-            after = RowAfter(sort_key(self.column), value, last_id, descending=self.ordering.startswith("-"))
+            after = RowAfter(self.column, value, last_id, descending=self.ordering.startswith("-"))
             queryset = queryset.filter(after)
         rows = list(queryset[: self.limit + 1])
         self.has_next = len(rows) > self.limit
