@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,8 +37,14 @@ def setup_django():
     django.setup()
 
 
-def run_rows(app_pk: int, count: int, *, seed: int = 1, days: int = 90, now: datetime | None = None):
-    """Yield tuples for COPY in COLUMNS order: traces of 1 agent, 1 chain, 1 tool and 2 llm runs."""
+TRACE = [("agent", None), ("chain", "agent"), ("tool", "chain"), ("llm", "chain"), ("llm", "chain")]
+
+
+def run_rows(
+    app_pk: int, count: int, *, seed: int = 1, days: int = 90, now: datetime | None = None, llm_only: bool = False
+):
+    """Yield tuples for COPY in COLUMNS order: traces of 1 agent, 1 chain, 1 tool and 2 llm runs
+    (or, with `llm_only`, root llm calls only)."""
     import orjson
 
     rng = random.Random(seed)
@@ -52,18 +57,15 @@ def run_rows(app_pk: int, count: int, *, seed: int = 1, days: int = 90, now: dat
         root = uuid.UUID(int=rng.getrandbits(128)).hex
         failed = rng.random() < 0.05
         unfinished = rng.random() < 0.01
-        kinds = [("agent", None), ("chain", root), ("tool", "chain"), ("llm", "chain"), ("llm", "chain")]
         chain_id = uuid.UUID(int=rng.getrandbits(128)).hex
-        for kind, parent in kinds[: count - made]:
-            run_id = (
-                root if kind == "agent" else chain_id if kind == "chain" else uuid.UUID(int=rng.getrandbits(128)).hex
-            )
-            parent_id = None if parent is None else root if kind == "chain" else chain_id
+        ids = {"agent": root, "chain": chain_id}
+        for kind, parent in ([("llm", None)] if llm_only else TRACE)[: count - made]:
+            run_id = ids.get(kind) or uuid.UUID(int=rng.getrandbits(128)).hex
+            parent_id = ids.get(parent)
             latency = round(rng.lognormvariate(0.3, 0.9), 3)
             status = "started" if unfinished else "error" if failed and kind in ("agent", "tool") else "success"
             model = rng.choice(MODELS) if kind == "llm" else None
             prompt, completion = (rng.randint(50, 4000), rng.randint(10, 800)) if kind == "llm" else (None, None)
-            cost = Decimal(prompt * 3 + completion * 9) / Decimal(1_000_000) if kind == "llm" else Decimal(0)
             word = rng.choice(WORDS)
             name = agent if kind == "agent" else model if kind == "llm" else f"{kind}-{word}"
             text = f'{{"q": "{word} #{rng.randint(1, 99999)}"}}'
@@ -71,29 +73,33 @@ def run_rows(app_pk: int, count: int, *, seed: int = 1, days: int = 90, now: dat
                 app_pk, run_id, parent_id, kind, name, None, agent, status, start,
                 None if unfinished else start + timedelta(seconds=latency), None if unfinished else latency,
                 True, not unfinished, model, prompt, completion,
-                None if prompt is None else prompt + completion, cost, None, tags, user, f"{user}@example.com",
+                None if prompt is None else prompt + completion, tags, user, f"{user}@example.com",
                 None, None, rng.random() < 0.001, text, '"ok"', '"boom"' if status == "error" else None,
                 orjson.dumps({"agent": agent, "env": "prod"}).decode(),
                 f"{name}\n{agent}\n{model or ''}\n{text}\nok".lower(), start, start,
+                None, False, False,
             )  # fmt: skip
             made += 1
 
 
 COLUMNS = [
     "app_id", "run_id", "parent_run_id", "type", "name", "run_name", "agent", "status", "started_at", "ended_at",
-    "latency_s", "has_start", "has_end", "model", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
-    "cost_row_id", "tags", "user_id", "user_email", "user_props", "thread_id", "saved", "input", "output", "error",
-    "metadata", "search_text", "created_at", "updated_at",
+    "latency_s", "has_start", "has_end", "model", "prompt_tokens", "completion_tokens", "total_tokens",
+    "tags", "user_id", "user_email", "user_props", "thread_id", "saved", "input", "output", "error",
+    "metadata", "search_text", "created_at", "updated_at", "cached_prompt_tokens", "positive_feedback",
+    "negative_feedback",
 ]  # fmt: skip
 
 
-def fill(app_pk: int, count: int, *, seed: int = 1) -> float:
+def fill(app_pk: int, count: int, *, seed: int = 1, llm_only: bool = False) -> float:
     """Insert `count` runs; returns seconds taken."""
     from django.db import connection, transaction
 
     began = time.perf_counter()
-    rows = run_rows(app_pk, count, seed=seed)
+    rows = run_rows(app_pk, count, seed=seed, llm_only=llm_only)
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM tracing_run")
+        (last_id,) = cursor.fetchone()
         if connection.vendor == "postgresql":
             with cursor.cursor.copy(f"COPY tracing_run ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
@@ -104,9 +110,19 @@ def fill(app_pk: int, count: int, *, seed: int = 1) -> float:
             ops = connection.ops
             cursor.executemany(sql, ([ops.adapt_datetimefield_value(v) if isinstance(v, datetime) else v for v in r]
                                      for r in rows))  # fmt: skip
+        # Every run has its RunCost row; a made-up price keeps the fill independent of the cost table.
+        cursor.execute(
+            "INSERT INTO tracing_runcost (run_pk, app_id, model, started_at, prompt_tokens, completion_tokens, "
+            "cached_prompt_tokens, total_tokens, cache_hit, cost, cost_row_id) "
+            "SELECT id, app_id, CASE WHEN type = 'llm' THEN model END, started_at, prompt_tokens, completion_tokens, "
+            "NULL, total_tokens, FALSE, COALESCE(prompt_tokens * 3 + completion_tokens * 9, 0) / 1000000.0, NULL "
+            "FROM tracing_run WHERE id > %s",
+            [last_id],
+        )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE tracing_run")
+            cursor.execute("ANALYZE tracing_runcost")
     return time.perf_counter() - began
 
 
