@@ -114,3 +114,21 @@ def test_recalc_reprices_a_small_fill_and_a_second_pass_changes_nothing(db):
     assert first["examined"] == first["changed"] == 300
     assert second["examined"] == 300 and second["changed"] == 0
     assert 0 < one_model["changed"] < 300
+
+
+def test_sdk_overhead_runs_quick_and_delivers_everything(tmp_path):
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    out = tmp_path / "sdk.json"
+    result = subprocess.run(
+        [sys.executable, "bench/sdk_overhead.py", "--quick", "--json", str(out)],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["us_per_call"]) >= {"plain", "tracing_off", "traced_caller"}
+    delivery = report["delivery"]["end_to_end_scenario"]
+    assert delivery["dropped"] == 0 and report["delivery"]["server_received_events"] > 0

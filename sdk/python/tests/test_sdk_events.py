@@ -150,6 +150,21 @@ def test_llm_call_reads_provider_usage_objects(sdk, flushed, find):
     assert llm["metadata"]["agent"] == "bot"
 
 
+def test_anthropic_usage_counts_cache_reads_and_writes_as_prompt_tokens():
+    usage = {
+        "input_tokens": 50,
+        "output_tokens": 10,
+        "cache_read_input_tokens": 2000,
+        "cache_creation_input_tokens": 100,
+    }
+    # The server's convention (OpenAI's): prompt tokens include the cached ones.
+    assert fo.llm.usage_from(usage) == {
+        "prompt_tokens": 2150,
+        "completion_tokens": 10,
+        "cached_prompt_tokens": 2000,
+    }
+
+
 def test_llm_call_works_as_an_async_context_manager(sdk, flushed, find):
     async def run():
         async with fo.llm_call("claude-3-5-sonnet") as call:

@@ -61,6 +61,11 @@ def usage_from(usage: Any) -> dict[str, int]:
             if count is not None:
                 counts[field] = count
                 break
+    # Anthropic's input_tokens leave out the prompt tokens read from (or written to) its
+    # cache; the server counts cached tokens as part of prompt_tokens (OpenAI's convention).
+    if _token_count(_read(usage, "prompt_tokens")) is None and "prompt_tokens" in counts:
+        for extra in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+            counts["prompt_tokens"] += _token_count(_read(usage, extra)) or 0
     # OpenAI reports cached prompt tokens as usage.prompt_tokens_details.cached_tokens.
     details = _read(usage, "prompt_tokens_details")
     if "cached_prompt_tokens" not in counts and details is not None:
