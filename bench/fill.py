@@ -75,8 +75,7 @@ def run_rows(
                 True, not unfinished, model, prompt, completion,
                 None if prompt is None else prompt + completion, tags, user, f"{user}@example.com",
                 None, None, rng.random() < 0.001, text, '"ok"', '"boom"' if status == "error" else None,
-                orjson.dumps({"agent": agent, "env": "prod"}).decode(),
-                f"{name}\n{agent}\n{model or ''}\n{text}\nok".lower(), start, start,
+                orjson.dumps({"agent": agent, "env": "prod"}).decode(), start, start,
                 None, False, False,
             )  # fmt: skip
             made += 1
@@ -86,7 +85,7 @@ COLUMNS = [
     "app_id", "run_id", "parent_run_id", "type", "name", "run_name", "agent", "status", "started_at", "ended_at",
     "latency_s", "has_start", "has_end", "model", "prompt_tokens", "completion_tokens", "total_tokens",
     "tags", "user_id", "user_email", "user_props", "thread_id", "saved", "input", "output", "error",
-    "metadata", "search_text", "created_at", "updated_at", "cached_prompt_tokens", "positive_feedback",
+    "metadata", "created_at", "updated_at", "cached_prompt_tokens", "positive_feedback",
     "negative_feedback",
 ]  # fmt: skip
 
@@ -119,10 +118,18 @@ def fill(app_pk: int, count: int, *, seed: int = 1, llm_only: bool = False) -> f
             "FROM tracing_run WHERE id > %s",
             [last_id],
         )
+        cursor.execute(
+            "INSERT INTO tracing_runsearch (run_pk, app_id, text) SELECT id, app_id, "
+            "LOWER(name || %s || COALESCE(agent, '') || %s || COALESCE(model, '') || %s "
+            "|| COALESCE(CAST(input AS text), '') || %s || COALESCE(CAST(output AS text), '')) "
+            "FROM tracing_run WHERE id > %s",
+            ["\n"] * 4 + [last_id],
+        )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE tracing_run")
             cursor.execute("ANALYZE tracing_runcost")
+            cursor.execute("ANALYZE tracing_runsearch")
     return time.perf_counter() - began
 
 

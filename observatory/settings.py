@@ -90,6 +90,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Parameters travel apart from the SQL (psycopg's binary dumpers) instead of being
+    # quoted into it in Python: ingestion batches carry thousands of values per statement.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and cache -----------------------------------------------
@@ -183,6 +186,8 @@ OBSERVATORY_MAX_JSON_DEPTH = env_int("OBSERVATORY_MAX_JSON_DEPTH", 64, minimum=4
 DATA_UPLOAD_MAX_MEMORY_SIZE = OBSERVATORY_MAX_BODY_BYTES + 1
 # Seconds a client is told to wait on 429/503.
 OBSERVATORY_RETRY_AFTER_S = env_int("OBSERVATORY_RETRY_AFTER_S", 5, minimum=1)
+# How many characters of a run's input and of its output the runs search looks through.
+OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD", 2000, minimum=0)
 # Retention for new apps, in days; 0 = keep forever.
 OBSERVATORY_DEFAULT_RETENTION_DAYS = env_int("OBSERVATORY_DEFAULT_RETENTION_DAYS", 30, minimum=0)
 

@@ -18,7 +18,7 @@ from apps.costs.pricing import PriceBook, Usage
 from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
 from apps.tracing.models import Feedback, Run, RunCost
 from apps.tracing.services import by_app
-from apps.tracing.sql import db_value, upsert
+from apps.tracing.sql import upsert
 
 if TYPE_CHECKING:
     from apps.ingestion.services import Batch
@@ -51,10 +51,9 @@ def apply_chat_events(batch: Batch) -> None:
     for app, chats in by_app(batch.new("chat")).items():
         placed = _place(app, sorted(chats, key=lambda e: e.timestamp))
         prices = PriceBook.for_models(e.model for e in chats if e.model)
-        field = ThreadMessage._meta.get_field
         rows = [
-            (thread.pk, app.pk, e.dedup_key, e.message_id, e.role, db_value(field("content"), e.content),
-             preview_of(e.content), db_value(field("timestamp"), e.timestamp), e.run_id, e.total_tokens,
+            (thread.pk, app.pk, e.dedup_key, e.message_id, e.role, e.content,
+             preview_of(e.content), e.timestamp, e.run_id, e.total_tokens,
              _own_cost(e, prices))
             for thread, e in placed
         ]  # fmt: skip

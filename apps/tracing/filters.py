@@ -100,9 +100,9 @@ class RunFilterSet(django_filters.FilterSet):
         return qs.filter(tags__any_of=value) if value else qs
 
     def by_search(self, qs, name, value):
-        # search_text is stored lower-cased, so a plain LIKE is case-insensitive everywhere
+        # RunSearch.text is stored lower-cased, so a plain LIKE is case-insensitive everywhere
         # and PostgreSQL's trigram index (gin_trgm_ops) serves it.
-        return qs.filter(search_text__contains=value.lower()) if value.strip() else qs
+        return qs.filter(search__text__contains=value.lower()) if value.strip() else qs
 
     def keep(self, qs, name, value):
         return qs  # ordering is applied by the keyset paginator, which must know it

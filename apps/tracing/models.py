@@ -26,10 +26,6 @@ class Status(models.TextChoices):
 STATUS_RANK = {Status.STARTED: 0, Status.SUCCESS: 1, Status.ERROR: 2}
 
 
-# How much of input and of output the search box looks at (see docs/API.md).
-SEARCH_CHARS_PER_FIELD = 4000
-
-
 @models.JSONField.register_lookup
 class AnyOf(Lookup):
     """`tags__any_of=["a", "b"]`: the JSON array holds at least one of the strings.
@@ -111,9 +107,8 @@ class Run(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    search_text = models.TextField(
-        default="", blank=True, editable=False, help_text="Lower-cased name, agent, model, input and output."
-    )
+    # A fingerprint of the run's search text (RunSearch): the text is rewritten only when it changes.
+    search_digest = models.BigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -190,6 +185,24 @@ class RunCost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}: {self.cost}"
+
+
+class RunSearch(models.Model):
+    """What the runs search looks through: lower-cased name, agent, model and the start of input and output.
+
+    In a table of its own because its trigram index (PostgreSQL) holds about one entry per
+    character: kept on the run row, every rewrite of the run — each event, each flag —
+    would re-enter them all. Here a run's text is written only when it changes.
+    """
+
+    run = models.OneToOneField(
+        Run, on_delete=models.CASCADE, primary_key=True, related_name="search", db_column="run_pk"
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    text = models.TextField()
+
+    def __str__(self) -> str:
+        return self.text[:60]
 
 
 class Event(models.Model):

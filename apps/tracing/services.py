@@ -6,19 +6,21 @@ and is called inside the batch's transaction by the ingestion pipeline.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from django.conf import settings
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.costs.pricing import PriceBook, Usage
-from apps.tracing.models import SEARCH_CHARS_PER_FIELD, STATUS_RANK, Event, Feedback, Rating, Run, RunCost, Status
-from apps.tracing.sql import db_value, upsert
+from apps.costs.pricing import ZERO, PriceBook, Usage
+from apps.tracing.models import STATUS_RANK, Event, Feedback, Rating, Run, RunCost, RunSearch, Status
+from apps.tracing.sql import upsert
 
 if TYPE_CHECKING:
     from apps.ingestion.services import Batch
@@ -124,18 +126,8 @@ def store_events(events: Sequence[EventIn], received_at) -> set[str]:
     two requests at once, insert each event exactly once; RETURNING tells the handlers
     which events take effect for the first time.
     """
-    field = Event._meta.get_field
-    received = db_value(field("received_at"), received_at)
     rows = [
-        (
-            event.app.pk,
-            event.run_id,
-            event.name,
-            db_value(field("timestamp"), event.timestamp),
-            received,
-            event.dedup_key,
-            orjson.dumps(event.raw).decode(),
-        )  # fmt: skip
+        (event.app.pk, event.run_id, event.name, event.timestamp, received_at, event.dedup_key, event.raw)
         for event in events
     ]
     inserted = upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning=["dedup_key"])
@@ -169,8 +161,8 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     prices = PriceBook.for_models(s["model"] for s in states.values() if s["type"] == "llm")
     for state in states.values():
         finish_state(state, prices)
-    fields = [Run._meta.get_field(name) for name in RUN_COLUMNS]
-    rows = [[app.pk] + [db_value(f, state[f.attname]) for f in fields[1:]] for state in states.values()]
+    columns = [Run._meta.get_field(name).attname for name in RUN_COLUMNS[1:]]
+    rows = [[app.pk, *(state[column] for column in columns)] for state in states.values()]
     # Agent and user may also be filled in by _propagate_to_children of another batch.
     written = upsert(
         Run,
@@ -181,22 +173,26 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
         keep=INHERITED,
         returning=["run_id", "id"],
     )
-    _write_costs(app, states, dict(written))
+    pks = dict(written)
+    _write_costs(app, states, pks)
+    changed = [
+        run_id for run_id, s in states.items() if s["search_digest"] != stored.get(run_id, {}).get("search_digest")
+    ]
+    upsert(RunSearch, ["run", "app", "text"], [(pks[run_id], app.pk, states[run_id]["_search"]) for run_id in changed],
+           conflict=["run"], update=["text"])  # fmt: skip
     return set(run_ids) - stored.keys()
 
 
 def _write_costs(app, states: dict[str, dict], pks: dict[str, int]) -> None:
     """Each run's RunCost row: its pricing inputs and the cost they give."""
-    fields = [RunCost._meta.get_field(name) for name in COST_COLUMNS]
     rows = []
     for run_id, state in states.items():
         usage = usage_of(state)
-        values = [
+        rows.append([
             pks[run_id], app.pk, usage.model if state["type"] == "llm" else None, usage.started_at,
             usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens, usage.total_tokens,
             usage.cache_hit, state["cost"], state["cost_row_id"],
-        ]  # fmt: skip
-        rows.append([db_value(f, v) for f, v in zip(fields, values, strict=True)])
+        ])  # fmt: skip
     upsert(RunCost, COST_COLUMNS, rows, conflict=["run"], update=COST_COLUMNS[2:])
 
 
@@ -266,8 +262,11 @@ def finish_state(state: dict[str, Any], prices: PriceBook) -> None:
     else:
         state["latency_s"] = None
     state["name"] = display_name(state)
-    state["search_text"] = search_text(state)
-    cost, row = prices.price(usage_of(state)) if state["type"] == "llm" else (0, None)
+    state["_search"] = search_text(state)  # not a column: RunSearch, written when the digest changes
+    state["search_digest"] = int.from_bytes(
+        hashlib.blake2b(state["_search"].encode(), digest_size=8).digest(), "big", signed=True
+    )
+    cost, row = prices.price(usage_of(state)) if state["type"] == "llm" else (ZERO, None)
     state["cost"], state["cost_row_id"] = cost, row.pk if row else None
     state["updated_at"] = timezone.now()
     state.setdefault("created_at", state["updated_at"])
@@ -302,22 +301,22 @@ def display_name(state: dict[str, Any]) -> str:
 
 def search_text(state: dict[str, Any]) -> str:
     """What the runs search looks through: names, model, and the start of input and output."""
-    parts = [state["name"], state["agent"], state["model"], _text(state["input"]), _text(state["output"])]
+    limit = settings.OBSERVATORY_SEARCH_CHARS_PER_FIELD
+    parts = [state["name"], state["agent"], state["model"], _text(state["input"], limit), _text(state["output"], limit)]
     return "\n".join(part for part in parts if part).lower()
 
 
-def _text(value: Any) -> str | None:
+def _text(value: Any, limit: int) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return text[:SEARCH_CHARS_PER_FIELD]
+    return text[:limit]
 
 
 def apply_feedback_events(batch: Batch) -> None:
     """Store each new feedback; flags on runs and threads follow in threads.refresh_after_batch."""
-    field = Feedback._meta.get_field
     rows = [
-        (e.app.pk, e.run_id, e.message_id, e.rating, e.comment or "", db_value(field("timestamp"), e.timestamp),
+        (e.app.pk, e.run_id, e.message_id, e.rating, e.comment or "", e.timestamp,
          e.dedup_key)
         for e in batch.new("feedback")
     ]  # fmt: skip
@@ -329,17 +328,19 @@ def mark_run_feedback(batch: Batch) -> None:
 
     Candidates: runs named by new feedback, runs that message feedback was just resolved to
     (threads.link_message_feedback), and new runs (their feedback may have come first).
-    Flags only go up (feedback is never withdrawn), so each UPDATE touches only the runs that
-    change and redelivery writes nothing.
+    Flags only go up (feedback is never withdrawn): one look at the feedback of the candidates
+    (usually none), then an UPDATE only of runs whose flag changes, so redelivery writes nothing.
     """
     for app, events in by_app(batch.events).items():
         run_ids = {e.run_id for e in events if e.kind == "feedback" and e.run_id and e.dedup_key in batch.new_keys}
         run_ids |= batch.created_runs.get(app.pk, set()) | batch.rated_runs.get(app.pk, set())
         if not run_ids:
             continue
+        ratings = set(Feedback.objects.filter(app=app, run_id__in=run_ids).values_list("run_id", "rating"))
         for flag, rating in (("positive_feedback", Rating.POSITIVE), ("negative_feedback", Rating.NEGATIVE)):
-            rated = Exists(Feedback.objects.filter(app=app, run_id=OuterRef("run_id"), rating=rating))
-            Run.objects.filter(rated, app=app, run_id__in=run_ids, **{flag: False}).update(**{flag: True})
+            rated = {run_id for run_id, given in ratings if given == rating}
+            if rated:
+                Run.objects.filter(app=app, run_id__in=rated, **{flag: False}).update(**{flag: True})
 
 
 def _mark_saved(app, run_ids: set[str]) -> None:

@@ -1,8 +1,10 @@
-"""SQL helpers of the ingestion write path: multi-row upserts and advisory locks.
+"""SQL helpers of the ingestion write path: set-based upserts and advisory locks.
 
-Django's bulk_create splits SQLite inserts every 999 parameters (its conservative default)
-and builds model instances; the batch path instead writes plain tuples in as few
-statements as the database allows, with the same SQL on PostgreSQL and SQLite.
+A batch is written with one statement per table whatever its size. On PostgreSQL the rows
+travel as one array per column, unnested by the server (`INSERT ... SELECT * FROM
+unnest(...)`): the SQL text stays short and constant, and psycopg sends the values in
+binary instead of quoting thousands of them into the statement. SQLite gets a multi-row
+VALUES list (split only past its 32,766-parameter limit).
 """
 
 from __future__ import annotations
@@ -14,17 +16,26 @@ from typing import Any
 import orjson
 from django.db import connection, models
 
-# Bound parameters one statement may carry (SQLite >= 3.32 and PostgreSQL's protocol limit).
-MAX_PARAMS = {"sqlite": 32766, "postgresql": 65535}
+SQLITE_MAX_PARAMS = 32766
 
 
-def db_value(field: models.Field, value: Any) -> Any:
-    """A Python value as the database driver wants it for `field` (JSON as text, datetimes adapted)."""
-    if value is None:
-        return None
-    if isinstance(field, models.JSONField):
-        return orjson.dumps(value).decode()
-    return field.get_db_prep_save(value, connection)
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _prepare(fields: list[models.Field], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of Python values as the driver takes them: JSON as text; on SQLite, Django's adaptation."""
+    postgres = connection.vendor == "postgresql"
+    converters = [
+        _json
+        if isinstance(f, models.JSONField)
+        else None
+        if postgres
+        else (lambda value, f=f: None if value is None else f.get_db_prep_save(value, connection))
+        for f in fields
+    ]
+    return [[convert(value) if convert else value for convert, value in zip(converters, row, strict=True)]
+            for row in rows]  # fmt: skip
 
 
 def upsert(
@@ -37,25 +48,20 @@ def upsert(
     keep: Sequence[str] = (),
     returning: Sequence[str] = (),
 ) -> list[tuple]:
-    """INSERT rows (already database values) into `model`; on a conflict update `update`, or do nothing.
+    """INSERT rows of Python values into `model`; on a conflict update `update`, or do nothing.
 
     Columns in `keep` are updated only with a non-null value (COALESCE), so a concurrent
     writer's value survives a merge made from an older read.
     """
     if not rows:
         return []
-    fields = [model._meta.get_field(name) for name in columns]
-    jsonb = connection.vendor == "postgresql"
-    placeholder = (
-        "("
-        + ", ".join("CAST(%s AS jsonb)" if jsonb and isinstance(f, models.JSONField) else "%s" for f in fields)
-        + ")"
-    )
     quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
+    table = quote(model._meta.db_table)
+    fields = [model._meta.get_field(name) for name in columns]
+    names = ", ".join(quote(f.column) for f in fields)
     target = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
+    tail = f" ON CONFLICT ({target}) DO NOTHING"
     if update:
-        table = quote(model._meta.db_table)
         sets = ", ".join(
             f"{quote(column)} = COALESCE(excluded.{quote(column)}, {table}.{quote(column)})"
             if name in keep
@@ -63,20 +69,31 @@ def upsert(
             for name, column in ((n, model._meta.get_field(n).column) for n in update)
         )
         tail = f" ON CONFLICT ({target}) DO UPDATE SET {sets}"
-    else:
-        tail = f" ON CONFLICT ({target}) DO NOTHING"
     if returning:
         tail += f" RETURNING {', '.join(quote(column) for column in returning)}"
-    per_statement = max(1, MAX_PARAMS.get(connection.vendor, 999) // len(columns))
-    results: list[tuple] = []
+    values = _prepare(fields, rows)
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            sql = head + ", ".join([placeholder] * len(chunk)) + tail
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%b::{_array_type(f)}" for f in fields)  # %b: binary arrays, no escaping
+            columns_of_values = [list(column) for column in zip(*values, strict=True)]
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){tail}", columns_of_values)
+            return cursor.fetchall() if returning else []
+        results: list[tuple] = []
+        per_statement = max(1, SQLITE_MAX_PARAMS // len(columns))
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([placeholder] * len(chunk))}{tail}"
             cursor.execute(sql, [value for row in chunk for value in row])
             if returning:
                 results += cursor.fetchall()
-    return results
+        return results
+
+
+def _array_type(field: models.Field) -> str:
+    # JSON travels as text and is parsed by the cast; every other type as itself (a foreign key
+    # as its target's type).
+    return "jsonb[]" if isinstance(field, models.JSONField) else f"{field.db_type(connection)}[]"
 
 
 def advisory_lock(names: Iterable[str]) -> None:

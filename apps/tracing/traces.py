@@ -54,9 +54,7 @@ def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
 
 def _subtree(app, run_id: str):
     table, costs = Run._meta.db_table, RunCost._meta.db_table
-    columns = ", ".join(
-        f"r.{connection.ops.quote_name(f.column)}" for f in Run._meta.concrete_fields if f.name != "search_text"
-    )
+    columns = ", ".join(f"r.{connection.ops.quote_name(f.column)}" for f in Run._meta.concrete_fields)
     sql = f"""
         WITH RECURSIVE tree(id, run_id, depth) AS (
             SELECT id, run_id, 0 FROM {table} WHERE app_id = %s AND run_id = %s

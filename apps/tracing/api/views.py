@@ -48,7 +48,7 @@ class RunViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Run.objects.none()
-        return Run.objects.filter(app=self.app).with_cost().defer("search_text")
+        return Run.objects.filter(app=self.app).with_cost()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
