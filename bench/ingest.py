@@ -272,13 +272,32 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 # --- verification ---------------------------------------------------------------------------------
 
 
+def wait_for_assembly(db: Database, timeout: float = 600.0) -> float:
+    """Seconds until the server has applied every queued event (OBSERVATORY_ASSEMBLY=worker; 0 inline)."""
+    began = time.perf_counter()
+    while db.query("SELECT EXISTS (SELECT 1 FROM tracing_pendingevent)")[0][0]:
+        if time.perf_counter() - began > timeout:
+            break
+        time.sleep(0.05)
+    return time.perf_counter() - began
+
+
 def verify(db: Database, app_pk: int, level: dict) -> dict:
-    """Count the level's events and runs in the database and compare with what the server accepted."""
+    """Count the level's events and runs in the database and compare with what the server accepted.
+
+    Runs are counted once the server has applied every queued event; with worker assembly,
+    that drain time is part of the level's end-to-end rate.
+    """
+    drain = wait_for_assembly(db)
+    end_to_end = level["events_accepted"] / (level["seconds"] + drain) if level["seconds"] else 0.0
     params = [app_pk, level["run_prefix"] + "%"]
     (events,) = db.query("SELECT count(*) FROM tracing_event WHERE app_id = %s AND run_id LIKE %s", params)[0]
     (runs,) = db.query("SELECT count(*) FROM tracing_run WHERE app_id = %s AND run_id LIKE %s", params)[0]
     ok = events == level["events_accepted"] and runs == level["runs_accepted"] and not level["events_rejected"]
-    return {"db_events": events, "db_runs": runs, "verified": "OK" if ok else "MISMATCH"}
+    return {
+        "db_events": events, "db_runs": runs, "verified": "OK" if ok else "MISMATCH",
+        "drain_s": round(drain, 2), "end_to_end_events_per_s": round(end_to_end, 1),
+    }  # fmt: skip
 
 
 # --- raw COPY baseline ----------------------------------------------------------------------------
@@ -456,10 +475,13 @@ def _avg_event_bytes(seed: int) -> int:
 
 
 def _add_ratios_and_targets(result: dict) -> None:
+    # Judged on the end-to-end rate: accepted events over the level plus the time the server's
+    # workers took to apply the backlog (the same as the accepted rate with inline assembly).
     copy_rate = result["copy"].get("rows_per_s")
     for level in result["levels"]:
-        level["copy_ratio"] = round(level["events_per_s"] / copy_rate, 3) if copy_rate else None
-    best = max(result["levels"], key=lambda lv: lv["events_per_s"], default=None)
+        rate = level.get("end_to_end_events_per_s", level["events_per_s"])
+        level["copy_ratio"] = round(rate / copy_rate, 3) if copy_rate else None
+    best = max(result["levels"], key=lambda lv: lv.get("end_to_end_events_per_s", lv["events_per_s"]), default=None)
     at8 = [lv for lv in result["levels"] if lv["concurrency"] == 8 and lv["batch_size"] == 100]
     lost = [lv for lv in result["levels"] if lv["verified"] != "OK"]
     result["summary"] = {
@@ -494,14 +516,15 @@ def report(result: dict) -> str:
     rows = [
         [
             lv["batch_size"], lv["concurrency"], lv["events_per_s"], lv["requests_per_s"], lv["p50_ms"], lv["p99_ms"],
-            lv["errors"], lv["events_accepted"], lv["db_events"], lv["verified"],
+            lv["errors"], lv["events_accepted"], lv["db_events"], lv["verified"], lv.get("drain_s"),
+            lv.get("end_to_end_events_per_s"),
             "-" if lv["copy_ratio"] is None else f"{lv['copy_ratio']:.0%}", lv["client_cpu_pct"],
         ]
         for lv in result["levels"]
     ]  # fmt: skip
     headers = [
         "batch", "conc", "events/s", "req/s", "p50 ms", "p99 ms", "errors", "accepted", "in db", "check",
-        "vs COPY", "client cpu%",
+        "drain s", "e2e ev/s", "vs COPY", "client cpu%",
     ]  # fmt: skip
     copy = result["copy"]
     lines = [

@@ -40,6 +40,13 @@ def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = No
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use true/false, 1/0, yes/no or on/off")
 
 
+def env_choice(name: str, default: str, choices: list[str], *, environ: Mapping[str, str] | None = None) -> str:
+    value = env_str(name, default, environ=environ)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def env_int(
     name: str,
     default: int | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from observatory.env import env_bool, env_database, env_int, env_list, env_str
+from observatory.env import env_bool, env_choice, env_database, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -113,7 +113,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 # The beat schedule: one static dict, each entry explained.
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Queued events are normally applied as soon as a request queues them; this catches any
+    # whose task was lost (a worker killed mid-task, Redis restarted).
+    "assemble-pending-events": {"task": "apps.ingestion.tasks.assemble_pending_task", "schedule": 10.0},
+}
 
 # --- Auth, i18n, static --------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -186,6 +190,14 @@ OBSERVATORY_MAX_JSON_DEPTH = env_int("OBSERVATORY_MAX_JSON_DEPTH", 64, minimum=4
 DATA_UPLOAD_MAX_MEMORY_SIZE = OBSERVATORY_MAX_BODY_BYTES + 1
 # Seconds a client is told to wait on 429/503.
 OBSERVATORY_RETRY_AFTER_S = env_int("OBSERVATORY_RETRY_AFTER_S", 5, minimum=1)
+# Where reported events take effect: "inline", in the /api/report request itself, or
+# "worker": the request stores and queues them and Celery workers apply them in batches
+# (needs REDIS_URL and a running worker; docs/INGESTION.md says when to choose which).
+OBSERVATORY_ASSEMBLY = env_choice("OBSERVATORY_ASSEMBLY", "inline", ["inline", "worker"])
+if OBSERVATORY_ASSEMBLY == "worker" and not REDIS_URL:
+    raise ImproperlyConfigured("OBSERVATORY_ASSEMBLY=worker needs REDIS_URL (a broker for the workers)")
+# Events a worker applies per transaction.
+OBSERVATORY_ASSEMBLY_BATCH = env_int("OBSERVATORY_ASSEMBLY_BATCH", 2000, minimum=1)
 # How many characters of a run's input and of its output the runs search looks through.
 OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD", 2000, minimum=0)
 # Retention for new apps, in days; 0 = keep forever.

@@ -8,7 +8,13 @@ Each organization has an API key for its app; `acme_client` / `globex_client` se
 
 from __future__ import annotations
 
+import logging
+import os
+import uuid
+
 import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -19,11 +25,13 @@ from tests.factories import AppFactory, MembershipFactory, OrganizationFactory, 
 
 @pytest.fixture(autouse=True)
 def isolated_cache_and_tasks(request, settings):
-    """Each test starts with an empty process-local cache and runs Celery tasks in-process.
+    """Each test starts with an empty process-local cache, runs Celery tasks in-process, and
+    applies reported events inline.
 
     CI exports REDIS_URL for the tests marked `redis`, which talk to a real broker and
     worker; every other test must not depend on, or leave anything in, a shared Redis.
     """
+    settings.OBSERVATORY_ASSEMBLY = "inline"  # tests of the worker mode say so themselves
     if request.node.get_closest_marker("redis"):
         yield
         return
@@ -33,6 +41,35 @@ def isolated_cache_and_tasks(request, settings):
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = eager
+
+
+# A queue of this test process's own, so that it never consumes (or leaves) anyone else's
+# messages; one name for the whole session, since Celery sets its queues up on first use.
+TEST_QUEUE = f"observatory-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker (in a thread) on the Redis broker at REDIS_URL; skips without one."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("needs a real Redis broker: set REDIS_URL (CI does)")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at REDIS_URL is not reachable: {exc}")
+    # Leave logging alone: a worker taking over the root logger would blind caplog in later tests.
+    changes = {
+        "broker_url": url, "task_always_eager": False, "task_default_queue": TEST_QUEUE,
+        "worker_hijack_root_logger": False,
+    }  # fmt: skip
+    saved = {name: celery_app.conf.get(name) for name in changes}
+    root_level = logging.getLogger().level  # the worker sets the root level to its own
+    celery_app.conf.update(changes)
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield
+    celery_app.conf.update(saved)
+    logging.getLogger().setLevel(root_level)
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from django.utils import timezone
 from apps.ingestion.handlers import HANDLERS, LOCKS
 from apps.ingestion.validation import EventIn, EventInvalid, check_payload, validate_event
 from apps.tenancy.models import App
+from apps.tracing.models import PendingEvent
 from apps.tracing.services import find_parent_cycles, store_events
-from apps.tracing.sql import advisory_lock
+from apps.tracing.sql import advisory_lock, upsert
 
 
 @dataclass
@@ -55,20 +56,48 @@ def ingest_batch(
     Exactly-once: each event has a de-duplication key, stored under a unique constraint, and
     every effect is either an idempotent merge (runs) or applied only for events stored for
     the first time (thread messages, feedback). The whole batch is one transaction.
+
+    With OBSERVATORY_ASSEMBLY=worker the effects are not applied here: the new events are
+    queued, in the same transaction, for the workers (apps.ingestion.assembly).
     """
     received_at = received_at or timezone.now()
     result = BatchResult()
     events = _validate(raw_events, lenient, received_at, result.errors)
     events = _resolve_apps(events, app, result.errors)
+    inline = settings.OBSERVATORY_ASSEMBLY == "inline"
     with transaction.atomic():
-        advisory_lock(name for names in LOCKS for name in names(events))
+        if inline:
+            lock(events)
         result.errors.update(find_parent_cycles(events))
         events = _unique([e for e in events if e.index not in result.errors])
-        batch = Batch(events=events, new_keys=store_events(events, received_at))
-        for handler in HANDLERS:
-            handler(batch)
+        new = store_events(events, received_at)
+        if inline:
+            apply(Batch(events=events, new_keys=set(new)))
+        else:
+            queue(new.values())
     result.accepted = len(raw_events) - result.rejected
     return result
+
+
+def lock(events: list[EventIn]) -> None:
+    """Lock what these events will write, so that concurrent batches take turns on it."""
+    advisory_lock(name for names in LOCKS for name in names(events))
+
+
+def apply(batch: Batch) -> None:
+    """The effects of a stored batch: runs, thread messages, feedback, aggregates (in the caller's transaction)."""
+    for handler in HANDLERS:
+        handler(batch)
+
+
+def queue(event_ids) -> None:
+    """Queue new events for the assembly workers, and wake one once this transaction commits."""
+    from apps.ingestion.tasks import schedule_assembly
+
+    rows = [(event_id,) for event_id in event_ids]
+    if rows:
+        upsert(PendingEvent, ["event"], rows, conflict=["event"])
+        transaction.on_commit(schedule_assembly)
 
 
 def _validate(raw_events: list, lenient: bool, now: datetime, errors: dict[int, str]) -> list[EventIn]:

@@ -205,6 +205,20 @@ class RunSearch(models.Model):
         return self.text[:60]
 
 
+class PendingEvent(models.Model):
+    """An accepted event whose effects (runs, threads, feedback) are not applied yet.
+
+    With `OBSERVATORY_ASSEMBLY=worker`, /api/report stores events and queues them here;
+    Celery workers apply them in batches (apps.ingestion.assembly) and delete the rows in
+    the same transaction, so each event takes effect exactly once.
+    """
+
+    event = models.OneToOneField("Event", on_delete=models.CASCADE, primary_key=True, db_column="event_id")
+
+    def __str__(self) -> str:
+        return f"pending {self.event_id}"
+
+
 class Event(models.Model):
     """One accepted event, kept as received. (app, dedup_key) makes redelivery a no-op."""
 

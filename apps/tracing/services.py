@@ -119,8 +119,8 @@ def _stored_ancestry(app, run_ids: set[str]) -> dict[str, str | None]:
 # --- events --------------------------------------------------------------------------------
 
 
-def store_events(events: Sequence[EventIn], received_at) -> set[str]:
-    """Insert the events, skipping any already stored; returns the dedup keys that are new.
+def store_events(events: Sequence[EventIn], received_at) -> dict[str, int]:
+    """Insert the events, skipping any already stored; returns {dedup key: event id} of the new ones.
 
     ON CONFLICT DO NOTHING on (app, dedup_key) makes redelivery, even of the same batch by
     two requests at once, insert each event exactly once; RETURNING tells the handlers
@@ -130,8 +130,7 @@ def store_events(events: Sequence[EventIn], received_at) -> set[str]:
         (event.app.pk, event.run_id, event.name, event.timestamp, received_at, event.dedup_key, event.raw)
         for event in events
     ]
-    inserted = upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning=["dedup_key"])
-    return {key for (key,) in inserted}
+    return dict(upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning=["dedup_key", "id"]))
 
 
 # --- runs ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.ingestion.assembly import assemble_pending
 from apps.ingestion.demo import DemoTraffic, ensure_demo_prices
 from apps.ingestion.services import ingest_batch
 from apps.tenancy.services import AppLookupError, get_or_create_app
@@ -33,6 +34,7 @@ class Command(BaseCommand):
                 batch = []
         if batch:
             accepted += self._send(target, batch)
+        assemble_pending()  # with OBSERVATORY_ASSEMBLY=worker: apply now, so the demo is complete on return
         self.stdout.write(f"Loaded {accepted} demo events into app '{target.slug}' ({target.public_id}).")
 
     def _send(self, app, events: list[dict]) -> int:

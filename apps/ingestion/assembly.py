@@ -1,0 +1,82 @@
+"""Applying queued events in batches (OBSERVATORY_ASSEMBLY=worker).
+
+/api/report stores and queues events (PendingEvent) and answers at once; workers take the
+oldest queued events, a batch at a time, and apply them with the same handlers as inline
+ingestion. Claiming deletes the queue rows inside the batch's transaction: if a worker
+dies, the transaction rolls back and the events are claimed again; if it commits, they
+never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LOCKED);
+two batches touching the same run or conversation still take turns on its advisory lock,
+and the run merge does not depend on order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from apps.ingestion.services import Batch, apply, lock
+from apps.ingestion.validation import EventIn, EventInvalid, validate_event
+from apps.tenancy.models import App
+from apps.tracing.models import Event, PendingEvent
+from apps.tracing.services import find_parent_cycles
+
+logger = logging.getLogger(__name__)
+
+
+def assemble_pending(*, limit: int | None = None) -> int:
+    """Apply queued events, oldest first, `limit` per transaction, until none are left; returns how many."""
+    limit = limit or settings.OBSERVATORY_ASSEMBLY_BATCH
+    done = 0
+    while True:
+        with transaction.atomic():
+            events = claim(limit)
+            if not events:
+                return done
+            lock(events)
+            _drop_cyclic_parents(events)
+            apply(Batch(events=events, new_keys={e.dedup_key for e in events}))
+        done += len(events)
+
+
+def claim(limit: int) -> list[EventIn]:
+    """Take up to `limit` queued events (their queue rows are deleted with the transaction's commit)."""
+    table = PendingEvent._meta.db_table
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE event_id IN "  # noqa: S608 - table name only
+            f"(SELECT event_id FROM {table} ORDER BY event_id LIMIT %s{skip_locked}) RETURNING event_id",
+            [limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    rows = list(
+        Event.objects.filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", "app_id", "dedup_key", "received_at", "payload")
+    )
+    apps = App.objects.in_bulk({app_id for _, app_id, _, _, _ in rows})
+    events = []
+    for pk, app_id, dedup_key, received_at, payload in rows:
+        try:
+            event = validate_event(payload, len(events), received_at)
+        except EventInvalid as exc:  # accepted by an older version of the rules: keep it stored, apply nothing
+            logger.warning("queued event %s no longer validates (%s); skipped", pk, exc)
+            continue
+        event.app, event.dedup_key = apps[app_id], dedup_key
+        events.append(event)
+    return events
+
+
+def _drop_cyclic_parents(events: list[EventIn]) -> None:
+    """A parent that became a cycle only because of events queued after it was accepted is ignored."""
+    cyclic = find_parent_cycles(events)
+    for event in events:
+        if event.index in cyclic:
+            logger.warning("event of run %r: %s; its parent is ignored", event.run_id, cyclic[event.index])
+            event.parent_run_id = None
+
+
+def pending_count() -> int:
+    return PendingEvent.objects.count()

@@ -1,0 +1,119 @@
+"""OBSERVATORY_ASSEMBLY=worker: /api/report stores and queues events; workers apply them, exactly once."""
+
+import threading
+from unittest import mock
+
+import pytest
+from django.db import connection
+
+from apps.ingestion.assembly import assemble_pending, pending_count
+from apps.threads.models import ThreadMessage
+from apps.tracing.models import Event, Run
+from tests.helpers import ingest, report
+
+TRACE = [
+    {"name": "agent_start", "run_id": "a", "timestamp": "2026-05-01T10:00:00Z", "metadata": {"agent": "bot"}},
+    {"name": "llm_call", "run_id": "l", "parent_run_id": "a", "timestamp": "2026-05-01T10:00:02Z", "model": "m",
+     "total_tokens": 10},
+    {"name": "chat", "role": "assistant", "content": "hi", "thread_id": "t", "run_id": "a",
+     "timestamp": "2026-05-01T10:00:03Z"},
+    {"name": "agent_end", "run_id": "a", "timestamp": "2026-05-01T10:00:04Z", "output": "done"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def worker_mode(settings):
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+
+
+def test_the_request_stores_and_queues_and_a_worker_applies(acme_client, worker_mode):
+    assert report(acme_client, *TRACE).json() == {"accepted": 4, "rejected": 0, "errors": []}
+    assert Event.objects.count() == 4 and pending_count() == 4
+    assert not Run.objects.exists()
+    assert assemble_pending() == 4
+    assert pending_count() == 0
+    agent = Run.objects.get(run_id="a")
+    assert (agent.status, agent.output, Run.objects.get(run_id="l").agent) == ("success", "done", "bot")
+    assert ThreadMessage.objects.count() == 1
+    assert assemble_pending() == 0
+
+
+def test_redelivery_before_assembly_queues_nothing_twice(acme_client, worker_mode):
+    report(acme_client, *TRACE)
+    report(acme_client, *TRACE, TRACE[2])
+    assert pending_count() == 4
+    assemble_pending(limit=1)  # one event per transaction: order and batching must not matter
+    assert ThreadMessage.objects.count() == 1 and Event.objects.count() == 4
+
+
+def test_invalid_events_are_still_refused_at_once(acme_client, worker_mode):
+    response = report(acme_client, TRACE[0], {"name": "chain_start"}, expect=207)
+    assert response.json()["errors"][0]["error"] == "run_id: required for run events"
+    assert pending_count() == 1
+
+
+def test_a_failed_batch_is_rolled_back_and_applied_later(acme_client, worker_mode, monkeypatch):
+    from apps.ingestion import assembly
+
+    report(acme_client, *TRACE)
+    real_apply = assembly.apply
+
+    def crash(batch):
+        real_apply(batch)
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(assembly, "apply", crash)
+    with pytest.raises(RuntimeError):
+        assemble_pending()
+    assert pending_count() == 4 and not Run.objects.exists()
+    monkeypatch.setattr(assembly, "apply", real_apply)
+    assert assemble_pending() == 4 and Run.objects.count() == 2
+
+
+def test_the_request_wakes_a_worker_once_it_commits(acme_client, worker_mode, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        report(acme_client, *TRACE)
+    assert len(callbacks) == 1  # tasks run in-process in tests: the run is there now
+    assert pending_count() == 0 and Run.objects.filter(run_id="a", status="success").exists()
+
+
+def test_a_batch_takes_a_fixed_number_of_queries(acme_app, worker_mode, django_assert_max_num_queries):
+    ingest(acme_app, *[{**TRACE[1], "run_id": f"l{n}", "parent_run_id": None} for n in range(300)])
+    with django_assert_max_num_queries(25):
+        assert assemble_pending(limit=1000) == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_apply_each_event_once(acme_app, settings):
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    chats = [{"name": "chat", "role": "user", "content": f"m{n}", "thread_id": f"t{n % 7}",
+              "timestamp": f"2026-05-01T10:{n // 60:02d}:{n % 60:02d}Z"} for n in range(240)]  # fmt: skip
+    calls = [{**TRACE[1], "run_id": f"l{n}", "parent_run_id": None} for n in range(240)]
+    with mock.patch("apps.ingestion.tasks.schedule_assembly"):  # nothing applies on commit
+        ingest(acme_app, *chats, *calls)
+    assert pending_count() == 480
+    done, errors = [], []
+
+    def work():
+        try:
+            done.append(assemble_pending(limit=25))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors and sum(done) == 480 and pending_count() == 0
+    assert ThreadMessage.objects.count() == 240 and Run.objects.count() == 240
+
+
+def test_the_task_applies_everything_queued(acme_app, worker_mode):
+    from apps.ingestion.tasks import assemble_pending_task
+
+    ingest(acme_app, *TRACE)
+    assert assemble_pending_task() == 4 and pending_count() == 0
+    assert assemble_pending_task() == 0
