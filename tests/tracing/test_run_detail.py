@@ -82,3 +82,10 @@ def test_a_cycle_in_stored_data_does_not_loop(acme_client, acme_app):
     response = acme_client.get("/api/run/a/")
     assert response.status_code == 200
     assert [c["run_id"] for c in response.json()["children"]] == ["b"]
+
+
+def test_only_the_root_carries_events_and_feedback(acme_client, trace):
+    root = acme_client.get("/api/run/root/").json()
+    chain = root["children"][0]
+    assert "events" in root and "feedback" in root
+    assert "events" not in chain and "feedback" not in chain and "children" in chain

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from rest_framework import serializers
 
 from apps.tracing.models import Event, Feedback, Run
@@ -9,8 +11,33 @@ RUN_FIELDS = [
 ]  # fmt: skip
 
 
+def _when(value: datetime | None) -> str | None:
+    """A datetime as DRF writes it: ISO 8601, UTC as `Z`."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def run_dict(run: Run, app_id: str) -> dict:
+    """A run as SPEC §3 lists it, built directly: serializing hundreds of runs per request
+    field by field through DRF costs more than the database work of the whole request."""
+    return {
+        "run_id": run.run_id, "parent_run_id": run.parent_run_id, "app_id": app_id, "type": run.type,
+        "name": run.name, "agent": run.agent, "status": run.status, "started_at": _when(run.started_at),
+        "ended_at": _when(run.ended_at), "latency_s": run.latency_s, "model": run.model,
+        "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
+        "total_tokens": run.total_tokens, "cost": float(run.cost or 0), "tags": run.tags, "user_id": run.user_id,
+        "user_email": run.user_email, "saved": run.saved, "thread_id": run.thread_id, "input": run.input,
+        "output": run.output, "error": run.error, "metadata": run.metadata,
+    }  # fmt: skip
+
+
 class RunSerializer(serializers.ModelSerializer):
-    """A run as SPEC §3 lists it. `app_id` is the app's public UUID (from the context: one app per list)."""
+    """A run as SPEC §3 lists it. `app_id` is the app's public UUID (from the context: one app per list).
+
+    The fields describe the schema; `run_dict` writes them.
+    """
 
     app_id = serializers.SerializerMethodField()
     cost = serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False)
@@ -26,6 +53,9 @@ class RunSerializer(serializers.ModelSerializer):
 
     def get_app_id(self, run) -> str:
         return str(self.context["app"].public_id)
+
+    def to_representation(self, run) -> dict:
+        return run_dict(run, str(self.context["app"].public_id))
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -55,14 +85,25 @@ class TraceNodeSerializer(RunSerializer):
             return None
         return {
             "model": row.model,
-            "prompt_price": row.prompt_price,
-            "completion_price": row.completion_price,
-            "total_price": row.total_price,
-            "valid_from": row.valid_from,
+            "prompt_price": float(row.prompt_price),
+            "completion_price": float(row.completion_price),
+            "total_price": None if row.total_price is None else float(row.total_price),
+            "valid_from": row.valid_from and row.valid_from.isoformat(),
         }
 
     def get_children(self, run) -> list[dict]:
-        return TraceNodeSerializer(run.tree.children, many=True, context=self.context).data
+        # The node shape, also when called from RunDetailSerializer (only the root has events).
+        return [TraceNodeSerializer.to_representation(self, child) for child in run.tree.children]
+
+    def to_representation(self, run) -> dict:
+        """The node and, recursively, its children: one dict per run, no serializer per node."""
+        return {
+            **run_dict(run, str(self.context["app"].public_id)),
+            "cost_row": self.get_cost_row(run),
+            "subtree_tokens": run.tree.subtree_tokens,
+            "subtree_cost": float(run.tree.subtree_cost),
+            "children": self.get_children(run),
+        }
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
@@ -77,6 +118,13 @@ class RunDetailSerializer(TraceNodeSerializer):
 
     class Meta(TraceNodeSerializer.Meta):
         fields = [*TraceNodeSerializer.Meta.fields, "events", "feedback"]
+
+    def to_representation(self, run) -> dict:
+        return {
+            **super().to_representation(run),
+            "events": EventSerializer(run.tree.events, many=True).data,
+            "feedback": FeedbackSerializer(run.tree.feedback, many=True).data,
+        }
 
 
 class CompareRequestSerializer(serializers.Serializer):
