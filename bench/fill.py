@@ -111,9 +111,9 @@ def fill(app_pk: int, count: int, *, seed: int = 1, llm_only: bool = False) -> f
                                      for r in rows))  # fmt: skip
         # Every run has its RunCost row; a made-up price keeps the fill independent of the cost table.
         cursor.execute(
-            "INSERT INTO tracing_runcost (run_pk, app_id, model, started_at, prompt_tokens, completion_tokens, "
+            "INSERT INTO tracing_runcost (run_pk, app_id, type, model, started_at, prompt_tokens, completion_tokens, "
             "cached_prompt_tokens, total_tokens, cache_hit, cost, cost_row_id) "
-            "SELECT id, app_id, CASE WHEN type = 'llm' THEN model END, started_at, prompt_tokens, completion_tokens, "
+            "SELECT id, app_id, type, model, started_at, prompt_tokens, completion_tokens, "
             "NULL, total_tokens, FALSE, COALESCE(prompt_tokens * 3 + completion_tokens * 9, 0) / 1000000.0, NULL "
             "FROM tracing_run WHERE id > %s",
             [last_id],

@@ -91,8 +91,8 @@ def _moment(day: date) -> datetime:
 
 
 def scope_of(*, model: str = "", is_pattern: bool = False, app=None, since: datetime | None = None):
-    """The RunCost rows in scope (llm runs only: only they carry a model)."""
-    costs = RunCost.objects.filter(model__isnull=False)
+    """The RunCost rows in scope: llm runs (only they are priced) with a model."""
+    costs = RunCost.objects.filter(type="llm", model__isnull=False)
     if app is not None:
         costs = costs.filter(app=app)
     if since is not None:
@@ -147,7 +147,7 @@ class Repricing:
         postgres = connection.vendor == "postgresql"
         cached = f"{'LEAST' if postgres else 'MIN'}(COALESCE(c.cached_prompt_tokens, 0), c.prompt_tokens)"
         self.new_cost, self.new_row = COST_SQL.format(cached=cached), COST_ROW_SQL
-        conditions, self.params = ["c.run_pk >= %s", "c.run_pk < %s"], []
+        conditions, self.params = ["c.run_pk >= %s", "c.run_pk < %s", "c.type = 'llm'"], []
         if app is not None:
             conditions.append("c.app_id = %s")
             self.params.append(app.pk)

@@ -65,8 +65,10 @@ class HasFeedbackFilter(StrictBooleanFilter):
 
 class RunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=[*Status.choices, ("timed_out", "timed out")], method="by_status")
-    type = django_filters.CharFilter(validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,31}$", "Not a run type.")])
-    model = django_filters.CharFilter()
+    type = django_filters.CharFilter(
+        validators=[RegexValidator(r"^[a-z][a-z0-9_]{0,31}$", "Not a run type.")], method="by_column"
+    )
+    model = django_filters.CharFilter(method="by_column")
     agent = django_filters.CharFilter()
     user_email = django_filters.CharFilter()
     user_id = django_filters.CharFilter()
@@ -92,6 +94,13 @@ class RunFilterSet(django_filters.FilterSet):
         if value == "timed_out":
             return qs.filter(status=Status.STARTED, started_at__lt=stale)
         return qs.filter(status=value)
+
+    def by_column(self, qs, name, value):
+        qs = qs.filter(**{name: value})
+        if self.requested_ordering.lstrip("-") == "cost":
+            # Sorted by cost, the list walks RunCost's (app, type|model, cost) index: say it there too.
+            qs = qs.filter(**{f"pricing__{name}": value})
+        return qs
 
     def by_feedback(self, qs, name, value):
         return qs.filter(**{f"{value}_feedback": True})

@@ -142,6 +142,21 @@ class Run(models.Model):
             # The sort keys of the runs list for nullable columns (see api/pagination.sort_key).
             models.Index(F("app"), Coalesce("latency_s", Value(-1.0)).desc(), F("id").desc(), name="run_app_latency"),
             models.Index(F("app"), Coalesce("total_tokens", Value(-1)).desc(), F("id").desc(), name="run_app_tokens"),
+            # The LLM Calls page lists type=llm runs; these keep its latency and token sorts on an index.
+            models.Index(
+                F("app"),
+                Coalesce("latency_s", Value(-1.0)).desc(),
+                F("id").desc(),
+                name="run_app_llm_latency",
+                condition=Q(type="llm"),
+            ),
+            models.Index(
+                F("app"),
+                Coalesce("total_tokens", Value(-1)).desc(),
+                F("id").desc(),
+                name="run_app_llm_tokens",
+                condition=Q(type="llm"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -169,7 +184,10 @@ class RunCost(models.Model):
         Run, on_delete=models.CASCADE, primary_key=True, related_name="pricing", db_column="run_pk"
     )
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
-    model = models.CharField(max_length=200, null=True, blank=True, help_text="Set for llm runs only.")
+    # The run's type and model again: only llm runs are priced, and lists sorted by cost and
+    # filtered by type or model walk this table's own (app, type|model, cost) indexes.
+    type = models.CharField(max_length=32, default="")
+    model = models.CharField(max_length=200, null=True, blank=True)
     started_at = models.DateTimeField()
     prompt_tokens = models.BigIntegerField(null=True, blank=True)
     completion_tokens = models.BigIntegerField(null=True, blank=True)
@@ -180,8 +198,12 @@ class RunCost(models.Model):
     cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
-        # Sorting the runs list by cost walks this index, joining each entry to its run.
-        indexes = [models.Index(fields=["app", "-cost", "-run"], name="runcost_app_cost")]
+        # Sorting the runs list by cost walks one of these, joining each entry to its run.
+        indexes = [
+            models.Index(fields=["app", "-cost", "-run"], name="runcost_app_cost"),
+            models.Index(fields=["app", "type", "-cost", "-run"], name="runcost_app_type_cost"),
+            models.Index(fields=["app", "model", "-cost", "-run"], name="runcost_app_model_cost"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.run_id}: {self.cost}"

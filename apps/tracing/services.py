@@ -45,8 +45,8 @@ END_FIELDS = ("output", "error", "model", "prompt_tokens", "completion_tokens", 
 INHERITED = ("agent", "user_id", "user_email")
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
-COST_COLUMNS = ["run", "app", "model", "started_at", "prompt_tokens", "completion_tokens", "cached_prompt_tokens",
-                "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
+COST_COLUMNS = ["run", "app", "type", "model", "started_at", "prompt_tokens", "completion_tokens",
+                "cached_prompt_tokens", "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
 FEEDBACK_COLUMNS = ["app", "run_id", "message_id", "rating", "comment", "timestamp", "dedup_key"]
 # Every column but the primary key. A merge rewrites all of them but these: the conflict
 # target, created_at, and the flags that other statements set (saved, feedback) — a batch
@@ -188,7 +188,7 @@ def _write_costs(app, states: dict[str, dict], pks: dict[str, int]) -> None:
     for run_id, state in states.items():
         usage = usage_of(state)
         rows.append([
-            pks[run_id], app.pk, usage.model if state["type"] == "llm" else None, usage.started_at,
+            pks[run_id], app.pk, state["type"], usage.model, usage.started_at,
             usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens, usage.total_tokens,
             usage.cache_hit, state["cost"], state["cost_row_id"],
         ])  # fmt: skip
