@@ -89,3 +89,14 @@ def test_only_the_root_carries_events_and_feedback(acme_client, trace):
     chain = root["children"][0]
     assert "events" in root and "feedback" in root
     assert "events" not in chain and "feedback" not in chain and "children" in chain
+
+
+def test_each_node_reads_as_the_runs_list_shows_the_same_run(acme_client, acme_app, trace):
+    """The trace loads its rows by hand (traces._hydrate): same types and values as the ORM path."""
+    ingest(acme_app, {"name": "saved", "run_id": "l1"})
+    listed = {run["run_id"]: run for run in acme_client.get("/api/run/").json()["results"]}
+    root = acme_client.get("/api/run/root/").json()
+    for node in [root, *root["children"], *root["children"][0]["children"]]:
+        assert {key: node[key] for key in listed[node["run_id"]]} == listed[node["run_id"]]
+    assert root["children"][0]["children"][0]["saved"] is True and root["saved"] is False
+    assert root["started_at"] == "2026-05-01T10:00:00Z" and root["metadata"]["agent"] == "bot"
