@@ -62,17 +62,14 @@ class RunQuerySet(models.QuerySet):
         return self.order_by("-started_at", "-id")
 
     def with_cost(self) -> RunQuerySet:
-        """Runs carrying `.cost` and `.cost_row_id` from their RunCost row, in the same query.
+        """Runs carrying `.cost` from their RunCost row, in the same query.
 
         Scalar subqueries rather than a join: PostgreSQL evaluates them only for the rows of
         the page (after the sort and limit), and without a join in the query the planner
         weighs "walk the sort index, filtering" against "fetch the few matching rows, then
         sort" correctly (a join made it walk 48,000 index entries to find one user's runs).
         """
-        pricing = RunCost.objects.filter(run=OuterRef("pk"))
-        return self.annotate(
-            cost=Subquery(pricing.values("cost")[:1]), cost_row_id=Subquery(pricing.values("cost_row")[:1])
-        )
+        return self.annotate(cost=Subquery(RunCost.objects.filter(run=OuterRef("pk")).values("cost")[:1]))
 
 
 class Run(models.Model):
