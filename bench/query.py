@@ -52,6 +52,7 @@ TARGET_PAGE_MS = 50.0
 TARGET_TRACE_MS = 100.0
 DEEP = 0.9  # how deep the "deep" page is, as a fraction of the filter's rows
 BATCH = 100  # events per /api/report request when building the trace and the thread
+WARM_UP = 12  # untimed requests first: a few per server worker (gunicorn -w 3)
 
 
 def setup_django(database_url: str | None) -> None:
@@ -416,6 +417,8 @@ def run(
     client = HttpClient(url, key)
     try:
         log(quiet, f"query benchmark: {url}, app {app.public_id} ({fill_result['runs']:,} runs), repeat {repeat}")
+        for _ in range(WARM_UP):  # every server worker imports, connects and caches before the clock runs
+            client.get("/api/run/?limit=1")
         listing = time_run_list(client, app, queries, repeat, quiet)
         trace = time_trace(client, trace_spans, repeat) if trace_spans else {"skipped": "--trace-spans 0"}
         thread = time_thread(client, thread_messages, repeat) if thread_messages else {"skipped": "--thread-messages 0"}
