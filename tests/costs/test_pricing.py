@@ -22,7 +22,7 @@ def cost_of(app, model: str, *, at="2026-05-01T10:00:00Z", **tokens) -> tuple[De
     run_id = f"{model}-{at}-{sorted(tokens.items())}"
     ingest(app, {"name": "llm_call", "run_id": run_id[:128], "timestamp": at, "model": model, **tokens})
     priced = run(run_id[:128])
-    return priced.cost, ModelCost.objects.filter(pk=priced.cost_row_id).first()
+    return priced.cost, ModelCost.objects.filter(pk=priced.pricing.cost_row_id).first()
 
 
 def test_an_exact_row_beats_a_matching_pattern(acme_app):

@@ -51,14 +51,14 @@ def test_runs_whose_model_lost_its_price_go_back_to_zero(priced_runs):
     ModelCost.objects.filter(model="b").delete()
     recalculate_costs()
     assert costs() == {"a1": 1, "a2": Decimal("0.5"), "b1": 0, "c1": 0}
-    assert Run.objects.with_cost().get(run_id="b1").cost_row_id is None
+    assert Run.objects.with_cost().get(run_id="b1").pricing.cost_row_id is None
 
 
 def test_a_new_price_reaches_runs_that_had_none(priced_runs):
     row = ModelCost.objects.create(model="c", prompt_price=Decimal("3"), completion_price=0)
     recalculate_costs(model="c")
     repriced = Run.objects.with_cost().get(run_id="c1")
-    assert (repriced.cost, repriced.cost_row_id) == (3, row.pk)
+    assert (repriced.cost, repriced.pricing.cost_row_id) == (3, row.pk)
 
 
 def test_it_is_idempotent(priced_runs):

@@ -29,7 +29,7 @@ def test_an_llm_run_with_model_tokens_and_a_row_is_priced(acme_client, gpt4o):
     report(acme_client, LLM)
     llm = run("l")
     assert llm.cost == Decimal("0.01")  # 2 * 0.0025 + 0.5 * 0.01
-    assert llm.cost_row_id == gpt4o.pk
+    assert llm.pricing.cost_row_id == gpt4o.pk
 
 
 def test_tokens_and_model_can_come_from_metadata(acme_client, gpt4o):
@@ -64,7 +64,7 @@ def test_total_only_events_fall_back_to_the_prompt_price(acme_client, gpt4o):
 def test_anything_missing_means_cost_zero_and_the_run_still_shows(acme_client, gpt4o, change):
     report(acme_client, {**LLM, **change})
     llm = run("l")
-    assert llm.cost == 0 and llm.cost_row_id is None
+    assert llm.cost == 0 and llm.pricing.cost_row_id is None
 
 
 def test_the_price_in_force_at_the_runs_start_applies(acme_client):
