@@ -25,7 +25,7 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt sdk/python/pyproje
 run: $(VENV)/.installed
 	@mkdir -p var
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py setup_local
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py setup_local --url http://$(HOST):$(PORT)/
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Runs on SQLite unless DATABASE_URL is set (e.g. postgres://postgres@127.0.0.1:5432/test).

@@ -9,8 +9,9 @@ from apps.tracing.models import Run
 
 def test_first_run_creates_admin_key_and_demo_data_and_second_run_keeps_them(client, db):
     out = StringIO()
-    call_command("setup_local", stdout=out)
+    call_command("setup_local", url="http://127.0.0.1:8011/", stdout=out)
     text = out.getvalue()
+    assert "Log in at http://127.0.0.1:8011/" in text
     password = text.split("password: ")[1].split()[0]
     raw_key = text.split("API key for app 'demo'")[1].split()[1]
     assert client.login(username="admin", password=password)

@@ -15,6 +15,9 @@ class Command(BaseCommand):
         "Does nothing when a superuser already exists, so re-running keeps everything."
     )
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the server will listen")
+
     def handle(self, *args, **options) -> None:
         if get_user_model().objects.filter(is_superuser=True).exists():
             self.stdout.write("Existing installation found: keeping its data and accounts.")
@@ -32,6 +35,6 @@ class Command(BaseCommand):
         bar = "=" * 72
         self.stdout.write(
             f"\n{bar}\n  Observatory is set up. These are shown ONCE; store them now.\n\n"
-            f"  Log in at http://127.0.0.1:8000/  user: admin   password: {password}\n"
+            f"  Log in at {options['url']}  user: admin   password: {password}\n"
             f"  API key for app 'demo' ({app.public_id}):\n    {raw_key}\n{bar}\n"
         )
