@@ -102,6 +102,14 @@ def test_each_filter(acme_client, runs, query, expected):
     assert ids(acme_client, query) == expected
 
 
+def test_search_can_be_limited_to_names_agents_and_models(acme_client, acme_app, settings):
+    settings.OBSERVATORY_SEARCH_CHARS_PER_FIELD = 0
+    ingest(acme_app, {"name": "llm_call", "run_id": "n1", "model": "acme-gpt", "input": "Where is my parcel?",
+                      "metadata": {"agent": "support"}})  # fmt: skip
+    assert (ids(acme_client, "search=parcel"), ids(acme_client, "search=support")) == ([], ["n1"])
+    assert ids(acme_client, "search=ACME-gpt") == ["n1"]
+
+
 @pytest.mark.parametrize(
     "ordering,expected",
     [
