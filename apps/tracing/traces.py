@@ -67,7 +67,14 @@ DATETIME_ATTNAMES = [f.attname for f in TRACE_FIELDS if isinstance(f, models.Dat
 
 def _subtree(app, run_id: str) -> list[Run]:
     table, costs = Run._meta.db_table, RunCost._meta.db_table
-    columns = ", ".join(f"r.{connection.ops.quote_name(f.column)}" for f in TRACE_FIELDS)
+    columns = ", ".join(
+        # Datetimes as ISO text: datetime.fromisoformat (C) is ~50x faster than the driver's
+        # loader as Django installs it (pure Python).
+        f"CAST(r.{connection.ops.quote_name(f.column)} AS text)"
+        if isinstance(f, models.DateTimeField)
+        else f"r.{connection.ops.quote_name(f.column)}"
+        for f in TRACE_FIELDS
+    )
     sql = f"""
         WITH RECURSIVE tree(id, run_id, depth) AS (
             SELECT id, run_id, 0 FROM {table} WHERE app_id = %s AND run_id = %s
