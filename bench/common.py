@@ -164,6 +164,16 @@ def write_json(path: str | Path | None, data: dict) -> Path | None:
     return path
 
 
+def publish(result: dict, report, json_path: str | Path | None, quiet: bool) -> dict:
+    """Print the result's table (unless quiet), write its JSON, say where; returns the result."""
+    if not quiet:
+        print(report(result))
+    path = write_json(json_path, result)
+    if path and not quiet:
+        print(f"\nJSON: {path}")
+    return result
+
+
 def machine_info() -> dict:
     info: dict[str, Any] = {
         "cpus": os.cpu_count(),

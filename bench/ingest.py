@@ -58,7 +58,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, table, write_json  # noqa: E402
+from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, publish, table  # noqa: E402
 
 EVENT_COLUMNS = ["app_id", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
 SCRATCH_TABLE = "bench_copy_scratch"
@@ -457,12 +457,7 @@ def run(
         _add_ratios_and_targets(result)
     finally:
         db.close()
-    if not quiet:
-        print(report(result))
-    path = write_json(json_path, result)
-    if path and not quiet:
-        print(f"\nJSON: {path}")
-    return result
+    return publish(result, report, json_path, quiet)
 
 
 def autovacuum_off(db: Database) -> bool:

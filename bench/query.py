@@ -46,7 +46,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, table, write_json  # noqa: E402
+from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, publish, table  # noqa: E402
 
 TARGET_PAGE_MS = 50.0
 TARGET_TRACE_MS = 100.0
@@ -439,12 +439,7 @@ def run(
         "thread": thread,
     }
     result["summary"] = summarize(result)
-    if not quiet:
-        print(report(result))
-    path = write_json(json_path, result)
-    if path and not quiet:
-        print(f"\nJSON: {path}")
-    return result
+    return publish(result, report, json_path, quiet)
 
 
 def summarize(result: dict) -> dict:

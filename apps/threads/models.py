@@ -19,9 +19,6 @@ class ThreadQuerySet(models.QuerySet):
     def for_app(self, app) -> ThreadQuerySet:
         return self.filter(app=app)
 
-    def recent(self) -> ThreadQuerySet:
-        return self.order_by("-ended_at", "-id")
-
 
 class Thread(models.Model):
     """A conversation: the client's `thread_id`, or a window of one agent and user's messages.

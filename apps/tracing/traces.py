@@ -42,7 +42,7 @@ def load_trace(app, run_id: str, *, with_events: bool = False) -> Run | None:
         return None
     for run in runs:
         run.tree = TreeInfo()
-        # A raw query converts only model fields: the joined cost arrives as the driver's number.
+        # The joined cost arrives as the driver's number (a float on SQLite).
         run.cost = Decimal(str(run.cost)) if run.cost is not None else Decimal(0)
     for run in sorted(runs, key=lambda r: (r.started_at, r.pk)):
         parent = by_id.get(run.parent_run_id) if run is not root else None
