@@ -260,7 +260,11 @@ class Event(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="event_dedup_per_app")]
-        indexes = [models.Index(fields=["app", "run_id", "timestamp"], name="event_app_run")]
+        indexes = [
+            models.Index(fields=["app", "run_id", "timestamp"], name="event_app_run"),
+            # A new run looks here for a `saved` event that came before it: a few rows, not the events.
+            models.Index(fields=["app", "run_id"], condition=models.Q(name="saved"), name="event_saved"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.run_id or ''}"

@@ -70,11 +70,15 @@ def run_lock_names(events: Sequence[EventIn]) -> set[str]:
     return {f"run:{e.app.pk}:{e.run_id}" for e in events if e.kind in RUN_KINDS}
 
 
-def find_parent_cycles(events: Sequence[EventIn]) -> dict[int, str]:
-    """{event index: error} for run events whose parent_run_id would make a run its own ancestor."""
+def find_parent_cycles(events: Sequence[EventIn], *, stored: bool = True) -> dict[int, str]:
+    """{event index: error} for run events whose parent_run_id would make a run its own ancestor.
+
+    With `stored` the stored runs' ancestry counts too (one query an app); without, only the
+    batch's own parents do.
+    """
     errors: dict[int, str] = {}
     for app, app_events in by_app(e for e in events if e.kind == "run" and e.parent_run_id).items():
-        parent_of = _stored_ancestry(app, {e.parent_run_id for e in app_events})
+        parent_of = _stored_ancestry(app, {e.parent_run_id for e in app_events}) if stored else {}
         for event in app_events:
             if _is_ancestor(event.run_id, event.parent_run_id, parent_of):
                 errors[event.index] = (

@@ -117,3 +117,21 @@ def test_the_task_applies_everything_queued(acme_app, worker_mode):
     ingest(acme_app, *TRACE)
     assert assemble_pending_task() == 4 and pending_count() == 0
     assert assemble_pending_task() == 0
+
+
+def test_a_cycle_within_the_batch_is_refused_at_once(acme_client, worker_mode):
+    cycle = [{"name": "chain_start", "run_id": "a", "parent_run_id": "b"},
+             {"name": "chain_start", "run_id": "b", "parent_run_id": "a"}]  # fmt: skip
+    assert [e["index"] for e in report(acme_client, *cycle, expect=207).json()["errors"]] == [1]
+    assemble_pending()
+    assert dict(Run.objects.values_list("run_id", "parent_run_id")) == {"a": "b"}
+
+
+def test_a_cycle_through_stored_runs_is_dropped_by_the_worker(acme_client, worker_mode, caplog):
+    report(acme_client, {"name": "chain_start", "run_id": "a", "parent_run_id": "b"})
+    assemble_pending()
+    # Accepted without a look at the stored runs; the worker ignores the parent that closes the cycle.
+    report(acme_client, {"name": "chain_start", "run_id": "b", "parent_run_id": "a"})
+    assemble_pending()
+    assert dict(Run.objects.values_list("run_id", "parent_run_id")) == {"a": "b", "b": None}
+    assert "its parent is ignored" in caplog.text
