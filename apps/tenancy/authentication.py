@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from rest_framework import authentication, exceptions
 
-from apps.tenancy.models import ApiKey
+from apps.tenancy.models import ApiKey, hash_key
+
+
+def cached_key(raw_key: str) -> ApiKey | None:
+    """The active key for `raw_key`, from the cache when OBSERVATORY_API_KEY_CACHE_SECONDS allows.
+
+    Every API request starts here, and the lookup (one query and three model instances)
+    was a sixth of an ingestion request's time. Entries are found by the key's SHA-256
+    only, so the cache never holds a secret; saving, revoking or deleting a key drops its
+    entry at once (`_forget_key`). Unknown keys are never cached.
+    """
+    seconds = settings.OBSERVATORY_API_KEY_CACHE_SECONDS
+    if not seconds:
+        return ApiKey.objects.for_raw_key(raw_key)
+    entry = _cache_entry(hash_key(raw_key))
+    key = cache.get(entry)
+    if key is None:
+        key = ApiKey.objects.for_raw_key(raw_key)
+        if key is not None:
+            cache.set(entry, key, seconds)
+    return key
+
+
+def _cache_entry(key_hash: str) -> str:
+    return f"apikey:{key_hash}"
+
+
+@receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="forget-cached-api-key")
+def _forget_key(sender, instance: ApiKey, **kwargs) -> None:
+    cache.delete(_cache_entry(instance.key_hash))
 
 
 class KeyUser:
@@ -39,10 +72,11 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key.strip()
         if not raw_key:
             raise exceptions.AuthenticationFailed("Authorization header has no key after 'Bearer'.")
-        key = ApiKey.objects.for_raw_key(raw_key)
+        key = cached_key(raw_key)
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
-        key.touch()
+        if key.touch() and settings.OBSERVATORY_API_KEY_CACHE_SECONDS:
+            cache.set(_cache_entry(key.key_hash), key, settings.OBSERVATORY_API_KEY_CACHE_SECONDS)
         return KeyUser(key), key
 
     def authenticate_header(self, request) -> str:

@@ -111,7 +111,7 @@ class ApiKeyQuerySet(models.QuerySet):
         return self.filter(revoked_at__isnull=True)
 
     def for_raw_key(self, raw_key: str) -> ApiKey | None:
-        """The active key matching `raw_key`, compared in constant time, or None."""
+        """The active key matching `raw_key`, compared in constant time, or None (see also `cached_key`)."""
         if not raw_key.startswith(KEY_PREFIX) or len(raw_key) <= DISPLAY_PREFIX_LENGTH:
             return None
         candidate = (
@@ -171,12 +171,13 @@ class ApiKey(models.Model):
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
 
-    def touch(self) -> None:
-        """Record use, writing at most once a minute per key whatever the request rate."""
+    def touch(self) -> bool:
+        """Record use, writing at most once a minute per key whatever the request rate; True if it wrote."""
         now = timezone.now()
         if self.last_used_at and now - self.last_used_at < LAST_USED_RESOLUTION:
-            return
+            return False
         stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
         # The condition makes concurrent web processes agree: only one of them writes.
         ApiKey.objects.filter(stale, pk=self.pk).update(last_used_at=now)
         self.last_used_at = now
+        return True

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -68,3 +69,53 @@ def test_it_updates_last_used_at_at_most_once_a_minute(acme_app, django_assert_n
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - timedelta(minutes=2))
     client.get("/api/apps/")
     assert ApiKey.objects.get(pk=key.pk).last_used_at > first
+
+
+@pytest.fixture
+def key_cache(settings):
+    settings.OBSERVATORY_API_KEY_CACHE_SECONDS = 60
+
+
+def test_a_cached_key_is_not_looked_up_again(acme_app, key_cache, django_assert_num_queries):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    client = key_client(raw_key)
+    client.get("/api/apps/")
+    with django_assert_num_queries(1):  # the apps query only
+        assert client.get("/api/apps/").status_code == 200
+
+
+def test_the_cache_still_records_use_once_a_minute(acme_app, key_cache):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    client = key_client(raw_key)
+    client.get("/api/apps/")
+    first = ApiKey.objects.get(pk=key.pk).last_used_at
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now() - timedelta(minutes=2))
+    client.get("/api/apps/")  # the cached key says just used: no write
+    assert ApiKey.objects.get(pk=key.pk).last_used_at < first
+    with mock.patch("apps.tenancy.models.timezone.now", return_value=timezone.now() + timedelta(minutes=2)):
+        client.get("/api/apps/")
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > first
+
+
+@pytest.mark.parametrize("how", ["revoke", "admin", "delete", "app deleted"])
+def test_a_revoked_or_deleted_key_stops_working_at_once(acme_app, key_cache, admin_client, how):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    client = key_client(raw_key)
+    assert client.get("/api/apps/").status_code == 200  # now cached
+    if how == "revoke":
+        key.revoke()
+    elif how == "admin":
+        admin_client.post("/admin/tenancy/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
+    elif how == "delete":
+        key.delete()
+    else:
+        acme_app.delete()
+    assert client.get("/api/apps/").status_code == 401
+
+
+def test_unknown_keys_are_not_cached(acme_app, key_cache):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    key.delete()
+    assert key_client(raw_key).get("/api/apps/").status_code == 401
+    ApiKey.objects.create(app=acme_app, organization=acme_app.organization, prefix=key.prefix, key_hash=key.key_hash)
+    assert key_client(raw_key).get("/api/apps/").status_code == 200
