@@ -1,19 +1,29 @@
 from celery import shared_task
+from django.core.cache import cache
 
 from apps.ingestion.assembly import assemble_pending
+
+# Set while a wake-up task is queued and not started yet; expires in case its message is
+# lost (the beat entry applies such events meanwhile).
+WAKE_FLAG = "ingestion:assembly-woken"
+WAKE_FLAG_SECONDS = 10
 
 
 def schedule_assembly() -> None:
     """Wake a worker to apply queued events (called when a request that queued some commits).
 
-    Every such request enqueues a task. Each task drains the queue, so tasks running on
-    several worker processes apply a backlog in parallel (they skip each other's claimed
-    events), and one that finds the queue already empty costs a single query.
+    One queued wake-up is enough: a task applies everything committed before it starts, so
+    a request that finds one still waiting (the flag, in the shared cache) enqueues
+    nothing; at high request rates that is most of them. A task clears the flag as it
+    starts, so the next request wakes another worker, and several workers apply a backlog
+    in parallel (they skip each other's claimed events).
     """
-    assemble_pending_task.delay()
+    if cache.add(WAKE_FLAG, 1, WAKE_FLAG_SECONDS):
+        assemble_pending_task.delay()
 
 
 @shared_task(acks_late=True)
 def assemble_pending_task() -> int:
     """Apply every queued event (idempotent: an event is applied by whoever claims it, once)."""
+    cache.delete(WAKE_FLAG)
     return assemble_pending()

@@ -135,3 +135,19 @@ def test_a_cycle_through_stored_runs_is_dropped_by_the_worker(acme_client, worke
     assemble_pending()
     assert dict(Run.objects.values_list("run_id", "parent_run_id")) == {"a": "b", "b": None}
     assert "its parent is ignored" in caplog.text
+
+
+def test_requests_share_a_wake_up_until_a_worker_starts(acme_client, worker_mode, django_capture_on_commit_callbacks):
+    from apps.ingestion.tasks import assemble_pending_task
+
+    def report_and_commit(event):
+        with django_capture_on_commit_callbacks(execute=True):
+            report(acme_client, event)
+
+    with mock.patch.object(assemble_pending_task, "delay") as delay:
+        report_and_commit(TRACE[0])
+        report_and_commit(TRACE[1])
+        assert delay.call_count == 1  # the first task has not started: it will apply both
+        assert assemble_pending_task() == 2
+        report_and_commit(TRACE[3])
+        assert delay.call_count == 2
