@@ -394,7 +394,9 @@ def run(
     `analyze`: "auto" runs ANALYZE on the two tables before each level when the server's
     autovacuum is off (as on CI-configured machines), since a production server's autoanalyze
     keeps statistics fresh and stale ones turn the ingestion queries into scans of the whole
-    app; "always" or "never" force it.
+    app; "always" or "never" force it. It also VACUUMs the worker mode's queue table, which
+    otherwise fills with the dead rows of every claimed event (autovacuum does it in
+    production: with few live rows, the table is due at each of its rounds).
     """
     db = Database(database_url)
     try:
@@ -410,7 +412,7 @@ def run(
             warmup.update(verify(db, app_pk, warmup))
         analyzing = analyze == "always" or (analyze == "auto" and autovacuum_off(db))
         if analyzing:
-            log(quiet, "  autovacuum is off: ANALYZE tracing_run and tracing_event before each level")
+            log(quiet, "  autovacuum is off: ANALYZE tracing_run and tracing_event, VACUUM the queue, before each level")
         levels = []
         for b, batch_size in enumerate(batch_sizes):
             for c, concurrency in enumerate(concurrencies):
@@ -418,6 +420,7 @@ def run(
                 if analyzing:
                     db.execute("ANALYZE tracing_run")
                     db.execute("ANALYZE tracing_event")
+                    db.execute("VACUUM (ANALYZE) tracing_pendingevent")
                 level = run_level(
                     url=url, key=key, prefix=prefix, concurrency=concurrency, batch_size=batch_size,
                     seconds=seconds, use_gzip=use_gzip, seed=seed + 7 * (b * 100 + c + 1),
