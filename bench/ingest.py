@@ -412,7 +412,7 @@ def run(
             warmup.update(verify(db, app_pk, warmup))
         analyzing = analyze == "always" or (analyze == "auto" and autovacuum_off(db))
         if analyzing:
-            log(quiet, "  autovacuum is off: ANALYZE tracing_run and tracing_event, VACUUM the queue, before each level")
+            log(quiet, "  autovacuum is off: ANALYZE the run and event tables, VACUUM the queue, before each level")
         levels = []
         for b, batch_size in enumerate(batch_sizes):
             for c, concurrency in enumerate(concurrencies):

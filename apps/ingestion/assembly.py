@@ -4,9 +4,11 @@
 oldest queued events, a batch at a time, and apply them with the same handlers as inline
 ingestion. Claiming deletes the queue rows inside the batch's transaction: if a worker
 dies, the transaction rolls back and the events are claimed again; if it commits, they
-never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LOCKED);
-two batches touching the same run or conversation still take turns on its advisory lock,
-and the run merge does not depend on order.
+never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LOCKED),
+and also the events of a run or conversation another worker is applying (its advisory
+lock is taken): waiting for that lock would make the workers take turns batch by batch,
+since consecutive batches share the traces at their boundary. Skipped events stay queued
+for the next claim; the run merge does not depend on order.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.ingestion.services import Batch, apply, lock
+from apps.ingestion.services import Batch, apply, lock_names, try_lock
 from apps.ingestion.validation import EventIn, EventInvalid, validate_event
 from apps.tenancy.models import App
 from apps.tracing.models import Event, PendingEvent
@@ -31,42 +33,53 @@ def assemble_pending(*, limit: int | None = None) -> int:
     done = 0
     while True:
         with transaction.atomic():
-            events = claim(limit)
-            if not events:
+            claimed, events = claim(limit)
+            if not claimed:
                 return done
-            lock(events)
             _drop_cyclic_parents(events)
             apply(Batch(events=events, new_keys={e.dedup_key for e in events}))
-        done += len(events)
+        done += claimed
 
 
-def claim(limit: int) -> list[EventIn]:
-    """Take up to `limit` queued events (their queue rows are deleted with the transaction's commit)."""
+def claim(limit: int) -> tuple[int, list[EventIn]]:
+    """Take up to `limit` queued events and lock what they write; returns (how many, the valid ones).
+
+    Their queue rows are deleted with the transaction's commit. Events whose run or
+    conversation another transaction holds are left queued (see the module's docstring).
+    """
     table = PendingEvent._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {table} WHERE event_id IN "  # noqa: S608 - table name only
-            f"(SELECT event_id FROM {table} ORDER BY event_id LIMIT %s{skip_locked}) RETURNING event_id",
+            f"SELECT event_id FROM {table} ORDER BY event_id LIMIT %s{skip_locked}",  # noqa: S608 - table name only
             [limit],
         )
         ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return 0, []
     rows = list(
         Event.objects.filter(pk__in=ids)
         .order_by("pk")
         .values_list("pk", "app_id", "dedup_key", "received_at", "payload")
     )
     apps = App.objects.in_bulk({app_id for _, app_id, _, _, _ in rows})
-    events = []
+    events, taken = [], []
     for pk, app_id, dedup_key, received_at, payload in rows:
         try:
             event = validate_event(payload, len(events), received_at)
         except EventInvalid as exc:  # accepted by an older version of the rules: keep it stored, apply nothing
             logger.warning("queued event %s no longer validates (%s); skipped", pk, exc)
+            taken.append(pk)
             continue
-        event.app, event.dedup_key = apps[app_id], dedup_key
+        event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk
         events.append(event)
-    return events
+    busy = try_lock(events)
+    for event in events:
+        if not lock_names(event) & busy:
+            taken.append(event.index)
+    events = [e for e in events if not lock_names(e) & busy]
+    PendingEvent.objects.filter(pk__in=taken).delete()
+    return len(taken), events
 
 
 def _drop_cyclic_parents(events: list[EventIn]) -> None:

@@ -113,6 +113,23 @@ def advisory_lock(names: Iterable[str]) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", [keys])
 
 
+def try_advisory_lock(names: Iterable[str]) -> set[str]:
+    """Like `advisory_lock` without waiting: takes the free locks, returns the names held by others.
+
+    Nothing is ever waited for, so no order is needed. On SQLite every name is free.
+    """
+    if connection.vendor != "postgresql":
+        return set()
+    by_key: dict[int, list[str]] = {}
+    for name in names:
+        by_key.setdefault(_lock_key(name), []).append(name)
+    if not by_key:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT k FROM unnest(%s::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)", [list(by_key)])
+        return {name for (key,) in cursor.fetchall() for name in by_key[key]}
+
+
 def _lock_key(name: str) -> int:
     # A hash collision only makes two unrelated batches wait for each other.
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)

@@ -151,3 +151,29 @@ def test_requests_share_a_wake_up_until_a_worker_starts(acme_client, worker_mode
         assert assemble_pending_task() == 2
         report_and_commit(TRACE[3])
         assert delay.call_count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_leaves_queued_the_runs_another_is_applying(acme_app, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; SQLite lets one writer in at a time")
+    from django.db import connections
+
+    from apps.tracing.sql import advisory_lock
+
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    with mock.patch("apps.ingestion.tasks.schedule_assembly"):
+        ingest(acme_app, *TRACE)
+    other = connections.create_connection("default")  # another worker, in the middle of run "a"
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            with mock.patch("apps.tracing.sql.connection", other):
+                advisory_lock([f"run:{acme_app.pk}:a"])
+            assert assemble_pending() == 2  # the llm call and the chat; run "a"'s two events stay queued
+            assert pending_count() == 2 and list(Run.objects.values_list("run_id", flat=True)) == ["l"]
+            cursor.execute("COMMIT")
+    finally:
+        other.close()
+    assert assemble_pending() == 2 and pending_count() == 0
+    assert Run.objects.get(run_id="a").status == "success" and ThreadMessage.objects.count() == 1
