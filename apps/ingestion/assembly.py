@@ -8,7 +8,7 @@ never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LO
 and also the events of a run or conversation another worker is applying (its advisory
 lock is taken): waiting for that lock would make the workers take turns batch by batch,
 since consecutive batches share the traces at their boundary. Skipped events stay queued
-for the next claim; the run merge does not depend on order.
+for the next claim (at worst the beat's, every 10 s); the run merge does not depend on order.
 """
 
 from __future__ import annotations
@@ -71,13 +71,11 @@ def claim(limit: int) -> tuple[int, list[EventIn]]:
             logger.warning("queued event %s no longer validates (%s); skipped", pk, exc)
             taken.append(pk)
             continue
-        event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk
+        event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk  # unique: cycles are keyed by index
         events.append(event)
     busy = try_lock(events)
-    for event in events:
-        if not lock_names(event) & busy:
-            taken.append(event.index)
     events = [e for e in events if not lock_names(e) & busy]
+    taken += [e.index for e in events]
     PendingEvent.objects.filter(pk__in=taken).delete()
     return len(taken), events
 
