@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from redis.exceptions import RedisError
 from rest_framework import authentication, exceptions
 
 from apps.tenancy.models import ApiKey, hash_key
+
+logger = logging.getLogger(__name__)
 
 
 def cached_key(raw_key: str) -> ApiKey | None:
@@ -19,16 +24,26 @@ def cached_key(raw_key: str) -> ApiKey | None:
     only, so the cache never holds a secret; saving, revoking or deleting a key drops its
     entry at once (`_forget_key`). Unknown keys are never cached.
     """
-    seconds = settings.OBSERVATORY_API_KEY_CACHE_SECONDS
-    if not seconds:
+    if not settings.OBSERVATORY_API_KEY_CACHE_SECONDS:
         return ApiKey.objects.for_raw_key(raw_key)
     entry = _cache_entry(hash_key(raw_key))
-    key = cache.get(entry)
+    try:
+        key = cache.get(entry)
+    except RedisError as exc:  # the cache is a shortcut: without it, ask the database
+        logger.warning("API key cache unavailable (%s); looking the key up in the database", exc)
+        return ApiKey.objects.for_raw_key(raw_key)
     if key is None:
         key = ApiKey.objects.for_raw_key(raw_key)
         if key is not None:
-            cache.set(entry, key, seconds)
+            remember_key(key)
     return key
+
+
+def remember_key(key: ApiKey) -> None:
+    try:
+        cache.set(_cache_entry(key.key_hash), key, settings.OBSERVATORY_API_KEY_CACHE_SECONDS)
+    except RedisError as exc:
+        logger.warning("API key cache unavailable (%s)", exc)
 
 
 def _cache_entry(key_hash: str) -> str:
@@ -37,7 +52,10 @@ def _cache_entry(key_hash: str) -> str:
 
 @receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="forget-cached-api-key")
 def _forget_key(sender, instance: ApiKey, **kwargs) -> None:
-    cache.delete(_cache_entry(instance.key_hash))
+    try:
+        cache.delete(_cache_entry(instance.key_hash))
+    except RedisError as exc:  # the entry expires on its own, within OBSERVATORY_API_KEY_CACHE_SECONDS
+        logger.warning("could not drop API key %s from the cache (%s)", instance.prefix, exc)
 
 
 class KeyUser:
@@ -76,7 +94,7 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         if key.touch() and settings.OBSERVATORY_API_KEY_CACHE_SECONDS:
-            cache.set(_cache_entry(key.key_hash), key, settings.OBSERVATORY_API_KEY_CACHE_SECONDS)
+            remember_key(key)  # with its new last_used_at, so that the next minute writes nothing
         return KeyUser(key), key
 
     def authenticate_header(self, request) -> str:

@@ -2,7 +2,9 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.tenancy.models import ApiKey, hash_key
 from tests.conftest import key_client
@@ -119,3 +121,13 @@ def test_unknown_keys_are_not_cached(acme_app, key_cache):
     assert key_client(raw_key).get("/api/apps/").status_code == 401
     ApiKey.objects.create(app=acme_app, organization=acme_app.organization, prefix=key.prefix, key_hash=key.key_hash)
     assert key_client(raw_key).get("/api/apps/").status_code == 200
+
+
+def test_without_redis_keys_are_looked_up_in_the_database(acme_app, key_cache):
+    key, raw_key = ApiKey.issue(app=acme_app)
+    down = RedisError("Connection refused")
+    with mock.patch.object(cache, "get", side_effect=down), mock.patch.object(cache, "set", side_effect=down):
+        assert key_client(raw_key).get("/api/apps/").status_code == 200
+    with mock.patch.object(cache, "delete", side_effect=down):
+        key.revoke()  # the entry would expire on its own
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
