@@ -18,11 +18,12 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.ingestion.services import Batch, apply, lock_names, try_lock
+from apps.ingestion.services import Batch, apply, lock_names
 from apps.ingestion.validation import EventIn, EventInvalid, validate_event
 from apps.tenancy.models import App
 from apps.tracing.models import Event, PendingEvent
 from apps.tracing.services import find_parent_cycles
+from apps.tracing.sql import try_advisory_lock
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def claim(limit: int) -> tuple[int, list[EventIn]]:
             continue
         event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk  # unique: cycles are keyed by index
         events.append(event)
-    busy = try_lock(events)
-    events = [e for e in events if not lock_names(e) & busy]
+    names = {event.index: lock_names(event) for event in events}
+    busy = try_advisory_lock(set().union(*names.values()))
+    events = [e for e in events if not names[e.index] & busy]
     taken += [e.index for e in events]
     PendingEvent.objects.filter(pk__in=taken).delete()
     return len(taken), events

@@ -17,7 +17,7 @@ from apps.ingestion.validation import EventIn, EventInvalid, check_payload, vali
 from apps.tenancy.models import App
 from apps.tracing.models import PendingEvent
 from apps.tracing.services import find_parent_cycles, store_events
-from apps.tracing.sql import advisory_lock, try_advisory_lock, upsert
+from apps.tracing.sql import advisory_lock, upsert
 
 
 @dataclass
@@ -89,11 +89,6 @@ def lock(events: list[EventIn]) -> None:
 def lock_names(event: EventIn) -> set[str]:
     """What one event writes (the runs and conversations that `lock` would lock for it)."""
     return {name for names in LOCKS for name in names([event])}
-
-
-def try_lock(events: list[EventIn]) -> set[str]:
-    """Lock what these events write where no other transaction holds it; returns the names held elsewhere."""
-    return try_advisory_lock({name for event in events for name in lock_names(event)})
 
 
 def apply(batch: Batch) -> None:
