@@ -6,6 +6,7 @@ only the standard library, orjson and psycopg; `bench/query.py` sets Django up i
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import http.client
@@ -187,6 +188,25 @@ def machine_info() -> dict:
     except (OSError, StopIteration, ValueError):
         pass
     return info
+
+
+def server_parser(description: str | None) -> argparse.ArgumentParser:
+    """A command line for a benchmark of a running server: --url, --key and --database-url."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default=os.environ.get("OBSERVATORY_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--key", default=os.environ.get("OBSERVATORY_API_KEY"), help="API key (obs_...)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="the server's database")
+    return parser
+
+
+def parse_server_args(parser: argparse.ArgumentParser, argv: list[str] | None, database_for: str) -> argparse.Namespace:
+    """The arguments, or exit with a usage error when the key or the database (needed `database_for`) is missing."""
+    args = parser.parse_args(argv)
+    if not args.key:
+        parser.error("--key (or OBSERVATORY_API_KEY) is required")
+    if not args.database_url:
+        parser.error(f"--database-url (or DATABASE_URL) is required, {database_for}")
+    return args
 
 
 def log(quiet: bool, *args) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import gzip as gzip_module
 import hashlib
-import os
 import random
 import statistics
 import sys
@@ -58,7 +57,18 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, publish, table  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS_DIR,
+    Database,
+    HttpClient,
+    log,
+    machine_info,
+    parse_server_args,
+    percentile,
+    publish,
+    server_parser,
+    table,
+)
 
 EVENT_COLUMNS = ["app_id", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
 SCRATCH_TABLE = "bench_copy_scratch"
@@ -567,10 +577,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("OBSERVATORY_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--key", default=os.environ.get("OBSERVATORY_API_KEY"), help="API key (obs_...)")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="the server's database")
+    parser = server_parser(__doc__)
     parser.add_argument("--concurrency", type=_int_list, default=[1, 4, 8, 16], help="e.g. 1,4,8,16")
     parser.add_argument("--batch-size", type=_int_list, default=[100], help="events per request, e.g. 10,100,500")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
@@ -588,11 +595,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=str(RESULTS_DIR / "ingest.json"), help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="a tiny run: 1 s levels at 1 and 2 workers")
-    args = parser.parse_args(argv)
-    if not args.key:
-        parser.error("--key (or OBSERVATORY_API_KEY) is required")
-    if not args.database_url:
-        parser.error("--database-url (or DATABASE_URL) is required, to verify that every event landed")
+    args = parse_server_args(parser, argv, "to verify that every event landed")
     if args.quick:
         args.concurrency, args.seconds, args.warmup = [1, 2], 1.0, 0.3
         args.copy_rows, args.copy_repeat = 2_000, 1

@@ -33,7 +33,6 @@ repeat=2)` does the same from Python with Django's configured connection (the sm
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import sys
@@ -46,7 +45,18 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS_DIR, Database, HttpClient, log, machine_info, percentile, publish, table  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS_DIR,
+    Database,
+    HttpClient,
+    log,
+    machine_info,
+    parse_server_args,
+    percentile,
+    publish,
+    server_parser,
+    table,
+)
 
 TARGET_PAGE_MS = 50.0
 TARGET_TRACE_MS = 100.0
@@ -526,10 +536,7 @@ def report(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("OBSERVATORY_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--key", default=os.environ.get("OBSERVATORY_API_KEY"), help="API key (obs_...)")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="the server's database")
+    parser = server_parser(__doc__)
     parser.add_argument("--runs", type=int, default=1_000_000, help="fill the key's app up to this many runs")
     parser.add_argument("--repeat", type=int, default=20, help="timed requests per query and page")
     parser.add_argument("--trace-spans", type=int, default=500, help="spans of the timed trace (0: skip)")
@@ -538,11 +545,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=str(RESULTS_DIR / "query.json"), help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="a tiny run: 2,000 runs, 2 repeats, 50 spans")
-    args = parser.parse_args(argv)
-    if not args.key:
-        parser.error("--key (or OBSERVATORY_API_KEY) is required")
-    if not args.database_url:
-        parser.error("--database-url (or DATABASE_URL) is required: the app is filled and cursors are built there")
+    args = parse_server_args(parser, argv, "to fill the app and build cursors")
     if args.quick:
         args.runs, args.repeat, args.trace_spans, args.thread_messages = min(args.runs, 2_000), 2, 50, 50
     return run(
