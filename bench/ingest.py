@@ -282,14 +282,41 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 # --- verification ---------------------------------------------------------------------------------
 
 
-def wait_for_assembly(db: Database, timeout: float = 600.0) -> float:
-    """Seconds until the server has applied every queued event (OBSERVATORY_ASSEMBLY=worker; 0 inline)."""
-    began = time.perf_counter()
-    while db.query("SELECT EXISTS (SELECT 1 FROM tracing_pendingevent)")[0][0]:
-        if time.perf_counter() - began > timeout:
-            break
+class BenchmarkFailed(SystemExit):
+    """The server cannot be measured (no worker applies its queue, every request fails): stop, saying why."""
+
+
+STALL_SECONDS = 30.0
+
+
+def wait_for_assembly(db: Database, stall_seconds: float | None = None) -> float:
+    """Seconds until the server has applied every queued event (OBSERVATORY_ASSEMBLY=worker; 0 inline).
+
+    Fails when the queue stops shrinking for `stall_seconds`: no worker is applying it
+    (not started, or dead at start), and waiting longer would measure nothing.
+    """
+    stall_seconds = STALL_SECONDS if stall_seconds is None else stall_seconds
+    began = progress_at = time.perf_counter()
+    queued = None
+    while left := db.query("SELECT count(*) FROM tracing_pendingevent")[0][0]:
+        now = time.perf_counter()
+        if queued is None or left < queued:
+            queued, progress_at = left, now
+        elif now - progress_at > stall_seconds:
+            raise BenchmarkFailed(
+                f"{left:,} queued events and none applied for {stall_seconds:.0f} s: is a Celery worker running "
+                "(`make worker`) and does it start? (OBSERVATORY_ASSEMBLY=worker)"
+            )
         time.sleep(0.05)
     return time.perf_counter() - began
+
+
+def check_level(level: dict) -> None:
+    """A level where no request succeeded measured nothing: fail with what the server answered."""
+    if level["requests"] and not any(level["statuses"].get(s) for s in ("200", "207")):
+        raise BenchmarkFailed(f"every request of the level failed: {level['error_samples'][:3]}")
+    if not level["requests"] and level["failures"]:
+        raise BenchmarkFailed(f"no request reached the server: {level['failures'][:3]}")
 
 
 def verify(db: Database, app_pk: int, level: dict) -> dict:
@@ -419,6 +446,7 @@ def run(
                 url=url, key=key, prefix=f"{run_tag}W-", concurrency=min(4, max(concurrencies)),
                 batch_size=batch_sizes[0], seconds=warmup_seconds, use_gzip=use_gzip, seed=seed,
             )  # fmt: skip
+            check_level(warmup)
             warmup.update(verify(db, app_pk, warmup))
         analyzing = analyze == "always" or (analyze == "auto" and autovacuum_off(db))
         if analyzing:
@@ -435,6 +463,7 @@ def run(
                     url=url, key=key, prefix=prefix, concurrency=concurrency, batch_size=batch_size,
                     seconds=seconds, use_gzip=use_gzip, seed=seed + 7 * (b * 100 + c + 1),
                 )  # fmt: skip
+                check_level(level)
                 level.update(verify(db, app_pk, level))
                 levels.append(level)
                 log(

@@ -10,6 +10,9 @@ from django.db import models
 from django.db.models import Q
 
 PRICE = {"max_digits": 14, "decimal_places": 8, "validators": [MinValueValidator(0)]}
+# Costs in USD, to 10 decimals. The largest one run can have (2^53 - 1 prompt and completion
+# tokens at the highest price above) is about 1.8e19; 24 integer digits leave room for sums.
+COST = {"max_digits": 34, "decimal_places": 10}
 # Regex syntax that carries no literal characters, for ranking how specific a pattern is.
 _REGEX_SYNTAX = re.compile(r"\\[dDwWsSbB]|\\.|[.^$*+?{}\[\]|()]|\d+(?=[,}])")
 
@@ -101,8 +104,8 @@ class Recalculation(models.Model):
     total = models.PositiveIntegerField(default=0, help_text="LLM runs in scope.")
     examined = models.PositiveIntegerField(default=0)
     changed = models.PositiveIntegerField(default=0)
-    cost_before = models.DecimalField(max_digits=24, decimal_places=10, default=0)
-    cost_after = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    cost_before = models.DecimalField(**COST, default=0)
+    cost_after = models.DecimalField(**COST, default=0)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -10,11 +10,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.db.models import Q
 
-from apps.costs.models import ModelCost
+from apps.costs.models import COST, ModelCost
 
 ZERO = Decimal(0)
 THOUSAND = Decimal(1000)
@@ -80,6 +80,11 @@ class PriceBook:
 
     def price(self, usage: Usage) -> tuple[Decimal, ModelCost | None]:
         """(cost, row) for an llm run; (0, None) when the model, tokens or a row is missing."""
+        # Exact to the cost column's 34 digits: the default 28 would fail to round the largest costs.
+        with localcontext(prec=COST["max_digits"] + 6):
+            return self._price(usage)
+
+    def _price(self, usage: Usage) -> tuple[Decimal, ModelCost | None]:
         row = self.row_for(usage.model, usage.started_at)
         if row is None:
             return ZERO, None

@@ -46,16 +46,28 @@ def decompress(body: bytes, encoding: str, max_bytes: int) -> bytes:
     return data
 
 
+def _int(digits: str) -> int:
+    # Python refuses to convert more than 4300 digits; anything past 20 is out of the
+    # 64-bit range that validation refuses per event, so its exact value never matters.
+    return int(digits) if len(digits) <= 21 else 2**64
+
+
 def parse_body(data: bytes, max_events: int) -> ParsedBody:
     lenient = False
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as strict_error:
-        # orjson refuses NaN, Infinity and lone surrogates outright. The standard parser
-        # accepts them, so one bad event becomes a per-event error instead of losing the
-        # whole batch; it is only tried when the fast parser has already failed.
+        # orjson refuses NaN, Infinity, lone surrogates and integers over 64 bits outright.
+        # The standard parser accepts them, so one bad event becomes a per-event error
+        # instead of losing the whole batch; it is only tried when the fast parser has failed.
         try:
-            document = json.loads(data)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BatchRejected(
+                f"body is not valid UTF-8: byte {data[exc.start]:#04x} at position {exc.start}"
+            ) from None
+        try:
+            document = json.loads(text, parse_int=_int)
         except (ValueError, RecursionError):
             raise BatchRejected(f"body is not valid JSON: {strict_error}") from None
         lenient = True

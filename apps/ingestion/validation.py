@@ -124,8 +124,12 @@ def parse_timestamp(value: Any, name: str, now: datetime) -> datetime:
     except ValueError:
         raise EventInvalid(f"{name}: {value[:40]!r} is not an ISO 8601 timestamp") from None
     # A client timestamp without a zone is UTC by contract, never the server's local time.
-    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    if parsed < EARLIEST or parsed > now + MAX_FUTURE:
+    # An offset can move it past year 1 or 9999, where datetime overflows: out of range too.
+    try:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        parsed = None
+    if parsed is None or parsed < EARLIEST or parsed > now + MAX_FUTURE:
         raise EventInvalid(f"{name}: {value[:40]!r} is out of range (2000-01-01 to one day ahead)")
     return parsed
 

@@ -2,7 +2,7 @@
 
 import django_filters
 
-from apps.tracing.filters import StrictBooleanFilter
+from apps.tracing.filters import DateTimeFilter, StrictBooleanFilter
 
 
 class ThreadFilterSet(django_filters.FilterSet):
@@ -11,8 +11,8 @@ class ThreadFilterSet(django_filters.FilterSet):
     user_email = django_filters.CharFilter()
     has_feedback = StrictBooleanFilter(field_name="has_feedback")
     # A thread is in the time range when its last activity is.
-    from_ = django_filters.IsoDateTimeFilter(field_name="ended_at", lookup_expr="gte")
-    to = django_filters.IsoDateTimeFilter(field_name="ended_at", lookup_expr="lte")
+    from_ = DateTimeFilter(field_name="ended_at", lookup_expr="gte")
+    to = DateTimeFilter(field_name="ended_at", lookup_expr="lte")
 
 
 ThreadFilterSet.base_filters["from"] = ThreadFilterSet.base_filters.pop("from_")

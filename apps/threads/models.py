@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import models
 from django.db.models import Q
 
+from apps.costs.models import COST
 from apps.tenancy.models import App
 
 # A message without a thread_id joins its agent and user's thread if that thread's last
@@ -36,7 +37,7 @@ class Thread(models.Model):
     ended_at = models.DateTimeField(help_text="Time of the last message: the thread's last activity.")
     message_count = models.PositiveIntegerField(default=0)
     total_tokens = models.BigIntegerField(default=0)
-    total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    total_cost = models.DecimalField(**COST, default=0)
     preview = models.CharField(max_length=PREVIEW_CHARS, blank=True, default="")
     has_feedback = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -74,7 +75,7 @@ class ThreadMessage(models.Model):
     run_id = models.CharField(max_length=128, null=True, blank=True)
     # Token counts and cost carried by the chat event itself (used when no run is linked).
     total_tokens = models.BigIntegerField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    cost = models.DecimalField(**COST, null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="message_dedup_per_app")]

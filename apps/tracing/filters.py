@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django.core.validators import RegexValidator
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
 from apps.tracing.models import TIMEOUT_AFTER, Rating, Status
 
@@ -15,12 +18,15 @@ DEFAULT_ORDERING = "-started_at"
 BOOLEAN_CHOICES = [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")]
 
 
-class ListWidget(forms.Widget):
-    """Reads `tags=a,b` and `tags=a&tags=b` (and both mixed) as one list."""
+class ListWidget(forms.TextInput):
+    """Reads `tags=a,b` and `tags=a&tags=b` (and both mixed) as one list; renders it as `a,b`."""
 
     def value_from_datadict(self, data, files, name):
         values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
         return [item.strip() for value in values if value for item in value.split(",") if item.strip()]
+
+    def format_value(self, value):
+        return ",".join(value) if isinstance(value, list | tuple) else super().format_value(value)
 
 
 class ListField(forms.Field):
@@ -35,6 +41,22 @@ class ListField(forms.Field):
 
 class ListFilter(django_filters.Filter):
     field_class = ListField
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    def clean(self, value):
+        value = super().clean(value)
+        try:
+            # The database compares in UTC; an offset can move a value past year 1 or 9999.
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise forms.ValidationError("Out of the supported date range.") from None
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date and time, checked to be comparable in UTC."""
+
+    field_class = UtcDateTimeField
 
 
 class StrictBooleanFilter(django_filters.ChoiceFilter):
@@ -78,8 +100,8 @@ class RunFilterSet(django_filters.FilterSet):
     min_cost = django_filters.NumberFilter(field_name="pricing__cost", lookup_expr="gte")
     max_cost = django_filters.NumberFilter(field_name="pricing__cost", lookup_expr="lte")
     tags = ListFilter(method="by_tags")
-    from_ = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
-    to = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lte")
+    from_ = DateTimeFilter(field_name="started_at", lookup_expr="gte")
+    to = DateTimeFilter(field_name="started_at", lookup_expr="lte")
     search = django_filters.CharFilter(method="by_search")
     saved = StrictBooleanFilter(field_name="saved")
     parent_run_id = django_filters.CharFilter()

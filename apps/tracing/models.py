@@ -9,7 +9,7 @@ from django.db.models import F, Lookup, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.costs.models import ModelCost
+from apps.costs.models import COST, ModelCost
 from apps.tenancy.models import App
 
 # A run still `started` this long after it began is shown as timed out (a UI-only state).
@@ -200,7 +200,7 @@ class RunCost(models.Model):
     cached_prompt_tokens = models.BigIntegerField(null=True, blank=True)
     total_tokens = models.BigIntegerField(null=True, blank=True)
     cache_hit = models.BooleanField(default=False)
-    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    cost = models.DecimalField(**COST, default=0)
     cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:

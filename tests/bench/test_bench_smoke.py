@@ -132,3 +132,28 @@ def test_sdk_overhead_runs_quick_and_delivers_everything(tmp_path):
     assert set(report["us_per_call"]) >= {"plain", "tracing_off", "traced_caller"}
     delivery = report["delivery"]["end_to_end_scenario"]
     assert delivery["dropped"] == 0 and report["delivery"]["server_received_events"] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_fails_when_no_worker_applies_the_queue(live_server, acme_key, settings, monkeypatch, tmp_path):
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    monkeypatch.setattr("apps.ingestion.tasks.schedule_assembly", lambda: None)  # the worker never wakes
+    monkeypatch.setattr(ingest, "STALL_SECONDS", 0.5)
+    with pytest.raises(ingest.BenchmarkFailed, match="none applied .* is a Celery worker running"):
+        ingest.run(
+            url=live_server.url, key=acme_key, concurrencies=[1], batch_sizes=[10], seconds=0.3,
+            warmup_seconds=0, copy=False, json_path=tmp_path / "ingest.json", quiet=True,
+        )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_fails_when_every_request_fails(live_server, acme_key, monkeypatch, tmp_path):
+    def broken(**kwargs):
+        raise RuntimeError("broken server")
+
+    monkeypatch.setattr("apps.ingestion.api.views.ingest_batch", broken)
+    with pytest.raises(ingest.BenchmarkFailed, match="every request of the level failed: .*HTTP 500"):
+        ingest.run(
+            url=live_server.url, key=acme_key, concurrencies=[1], batch_sizes=[10], seconds=0.3,
+            warmup_seconds=0, copy=False, json_path=tmp_path / "ingest.json", quiet=True,
+        )  # fmt: skip

@@ -121,10 +121,19 @@ def test_negative_or_enormous_token_counts_are_rejected(acme_client, value):
         ("0001-01-01T00:00:00Z", "out of range"),
         ("9999-12-31T23:59:59Z", "out of range"),
         ("1970-01-01T00:00:00Z", "out of range"),
+        # The offset moves these past year 9999 and before year 1: out of range, not an OverflowError.
+        ("9999-12-31T23:59:59-01:00", "out of range"),
+        ("0001-01-01T00:00:00+01:00", "out of range"),
     ],
 )
 def test_unparseable_or_absurd_timestamps_are_rejected(acme_client, timestamp, message):
     assert message in bad_event_error(acme_client, {**GOOD, "run_id": "x", "timestamp": timestamp})
+
+
+@pytest.mark.parametrize("started_at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_started_at_past_the_calendar_is_rejected(acme_client, started_at):
+    error = bad_event_error(acme_client, {"name": "llm_call", "run_id": "x", "started_at": started_at})
+    assert error.startswith("started_at: ") and "out of range" in error
 
 
 def test_a_run_id_over_128_characters_is_rejected(acme_client):
@@ -180,6 +189,24 @@ def test_a_lone_surrogate_is_a_per_event_error(acme_client):
     response = post_raw(acme_client, body)
     assert response.status_code == 207
     assert "input: contains an invalid unicode surrogate" in response.json()["errors"][0]["error"]
+
+
+def test_a_5000_digit_integer_is_a_per_event_error(acme_client):
+    body = (
+        b'{"events": [{"name": "chain_start", "run_id": "good"}, {"name": "chain_start", "run_id": "x", "input": {"n": '
+        + b"9" * 5000
+        + b"}}]}"
+    )
+    response = post_raw(acme_client, body)
+    assert response.status_code == 207, response.content
+    assert response.json()["errors"] == [{"index": 1, "error": "input.n: integer out of the 64-bit range"}]
+    assert list(Run.objects.values_list("run_id", flat=True)) == ["good"]
+
+
+def test_invalid_utf8_is_named_as_such(acme_client):
+    response = post_raw(acme_client, b'{"events": [{"name": "chain_start", "run_id": "\xff"}]}')
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["error"] and "surrogate" not in response.json()["error"]
 
 
 def test_unknown_fields_are_kept(acme_client):

@@ -105,3 +105,14 @@ def test_the_cost_follows_the_start_when_it_arrives_after_the_end(acme_client):
     assert run("x").cost == 2
     report(acme_client, {"name": "llm_start", "run_id": "x", "timestamp": "2026-05-31T23:59:58Z"})
     assert run("x").cost == 1
+
+
+def test_the_largest_token_counts_at_the_highest_price_are_stored_and_listed(acme_client, db):
+    # 2^53 - 1 tokens at the highest price the cost table holds: the largest cost a run can have.
+    ModelCost.objects.create(
+        model="dear", prompt_price=Decimal("999999.99999999"), completion_price=Decimal("999999.99999999")
+    )
+    biggest = 2**53 - 1
+    report(acme_client, {**LLM, "model": "dear", "prompt_tokens": biggest, "completion_tokens": biggest})
+    listed = acme_client.get("/api/run/").json()["results"][0]
+    assert listed["cost"] == pytest.approx(2 * biggest * 999999.99999999 / 1000)

@@ -41,7 +41,7 @@ def test_it_answers_207_and_stores_the_valid_events(acme_client):
         (b'{"events": {"name": "x"}}', '"events" must be a list'),
         (b'{"events": "x"}', '"events" must be a list'),
         (b'{"events": []}', '"events" is empty'),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8: byte 0xff at position 0"),
         (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
     ],
     ids=["text", "array", "number", "string", "no-events", "object", "events-string", "empty", "bad-utf8", "deep"],

@@ -1,5 +1,7 @@
 """GET /api/threads/ and /api/threads/<id>/."""
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -123,3 +125,23 @@ def test_pinned_query_counts(acme_client, acme_app, conversations, django_assert
     # key lookup, the thread, its messages, their runs' subtree totals, the feedback
     with django_assert_num_queries(5):
         acme_client.get(f"/api/threads/{thread.pk}/")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"v": "2026-05-01T00:00:00+00:00", "id": 2**64 + 1},
+        {"v": "9999-12-31T23:59:59-01:00", "id": 1},
+        {"v": "0001-01-01T00:00:00+01:00", "id": 1},
+    ],
+)
+def test_a_cursor_out_of_range_is_a_400(acme_client, conversations, payload):
+    token = base64.urlsafe_b64encode(json.dumps({"o": "-ended_at", **payload}).encode()).decode().rstrip("=")
+    response = acme_client.get(f"/api/threads/?cursor={token}")
+    assert response.status_code == 400 and response.json()["error"].startswith("cursor: ")
+
+
+@pytest.mark.parametrize("query", ["from=9999-12-31T23:59:59-01:00", "to=0001-01-01T00:00:00%2B01:00"])
+def test_a_date_filter_past_the_calendar_is_a_400(acme_client, conversations, query):
+    response = acme_client.get(f"/api/threads/?{query}")
+    assert response.status_code == 400 and response.json()["error"].startswith(query.split("=")[0] + ": ")

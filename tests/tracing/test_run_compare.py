@@ -52,3 +52,10 @@ def test_the_number_of_queries_is_bounded(acme_client, two_runs, django_assert_n
     # key lookup, the two subtrees (no priced runs, so no cost-row query)
     with django_assert_num_queries(3):
         acme_client.post("/api/run/compare", {"run_id_a": "a", "run_id_b": "b"}, format="json")
+
+
+@pytest.mark.parametrize("body", [[], "x", 5, ["run_id_a"]])
+def test_a_body_that_is_not_an_object_is_a_400(acme_client, two_runs, body):
+    response = acme_client.post("/api/run/compare", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "object" in response.json()["error"]

@@ -1,5 +1,7 @@
 """Keyset pagination walks a list with no gaps or repeats, even while runs are being inserted."""
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,3 +71,39 @@ def test_a_cursor_from_another_ordering_is_refused(acme_client, acme_app):
 def test_a_limit_of_500_is_allowed(acme_client, acme_app):
     ingest(acme_app, *calls("r", 501))
     assert len(acme_client.get("/api/run/?limit=500").json()["results"]) == 500
+
+
+def cursor(payload: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+HUGE = 2**64 + 1
+BAD_CURSORS = [
+    ("-started_at", {"v": "2026-05-01T00:00:00+00:00", "id": HUGE}),
+    ("-latency_s", {"v": "1.0", "id": -HUGE}),
+    ("-total_tokens", {"v": str(HUGE), "id": 1}),
+    ("-cost", {"v": str(10**40), "id": 1}),
+    ("-cost", {"v": "NaN", "id": 1}),
+    ("-cost", {"v": "sNaN", "id": 1}),
+    ("cost", {"v": "Infinity", "id": 1}),
+    ("-latency_s", {"v": "inf", "id": 1}),
+    ("-started_at", {"v": "9999-12-31T23:59:59-01:00", "id": 1}),
+    ("started_at", {"v": "0001-01-01T00:00:00+01:00", "id": 1}),
+]
+
+
+@pytest.mark.parametrize("ordering,payload", BAD_CURSORS)
+def test_a_cursor_out_of_range_is_a_400(acme_client, acme_app, ordering, payload):
+    ingest(acme_app, *calls("r", 3))
+    token = cursor({"o": ordering, **payload})
+    response = acme_client.get(f"/api/run/?ordering={ordering}&cursor={token}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"].startswith("cursor: ")
+
+
+@pytest.mark.parametrize("parameter", ["from", "to"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_date_filter_past_the_calendar_is_a_400(acme_client, acme_app, parameter, value):
+    response = acme_client.get("/api/run/", {parameter: value})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"].startswith(f"{parameter}: ")

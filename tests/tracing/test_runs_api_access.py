@@ -74,3 +74,14 @@ def test_the_list_for_a_session_user_has_a_fixed_number_of_queries(client, alice
     # session, user, current app, the page of runs
     with django_assert_num_queries(4):
         assert len(client.get("/api/run/").json()["results"]) == 50
+
+
+@pytest.mark.parametrize("url", ["/api/run/", "/api/run/r1/", "/api/threads/", "/api/apps/"])
+@pytest.mark.parametrize("how", [{"HTTP_ACCEPT": "text/html"}, {"QUERY_STRING": "format=api"}])
+def test_the_browsable_api_opens_in_a_browser(client, alice, acme_app, url, how):
+    ingest(acme_app, {"name": "llm_call", "run_id": "r1", "output": "<script>alert(1)</script>", "thread_id": "t"})
+    client.force_login(alice)
+    response = client.get(url, **how)
+    assert response.status_code == 200, response.content[:2000]
+    assert response["Content-Type"].startswith("text/html")
+    assert b"<script>alert(1)</script>" not in response.content

@@ -37,7 +37,3 @@ class BatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
     errors = EventErrorSerializer(many=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from apps.costs.models import COST
 from apps.threads.models import Thread
 from apps.tracing.api.serializers import FeedbackSerializer
 
@@ -11,7 +12,7 @@ THREAD_FIELDS = [
 
 class ThreadSerializer(serializers.ModelSerializer):
     app_id = serializers.SerializerMethodField()
-    total_cost = serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False)
+    total_cost = serializers.DecimalField(**COST, coerce_to_string=False)
 
     class Meta:
         model = Thread
@@ -29,7 +30,7 @@ class MessageSerializer(serializers.Serializer):
     run_id = serializers.CharField(allow_null=True)
     latency_s = serializers.FloatField(allow_null=True)
     tokens = serializers.IntegerField(allow_null=True)
-    cost = serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False, allow_null=True)
+    cost = serializers.DecimalField(**COST, coerce_to_string=False, allow_null=True)
     feedback = FeedbackSerializer(many=True)
 
 

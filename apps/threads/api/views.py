@@ -3,13 +3,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.response import Response
 
+from apps.tenancy.api.schema import APP_ID, READ_ERRORS
 from apps.tenancy.scoping import requested_app
 from apps.threads.api.serializers import ThreadDetailSerializer, ThreadSerializer
 from apps.threads.conversation import conversation
 from apps.threads.filters import ThreadFilterSet
 from apps.threads.models import Thread
 from apps.tracing.api.pagination import KeysetPagination
-from apps.tracing.api.views import APP_ID
 
 
 class ThreadViewSet(viewsets.ReadOnlyModelViewSet):
@@ -33,11 +33,17 @@ class ThreadViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "app": getattr(self, "app", None)}
 
-    @extend_schema(parameters=[APP_ID], summary="List threads")
+    @extend_schema(
+        parameters=[APP_ID], responses={200: ThreadSerializer(many=True), **READ_ERRORS}, summary="List threads"
+    )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(parameters=[APP_ID], responses=ThreadDetailSerializer, summary="A thread with its messages")
+    @extend_schema(
+        parameters=[APP_ID],
+        responses={200: ThreadDetailSerializer, **READ_ERRORS},
+        summary="A thread with its messages",
+    )
     def retrieve(self, request, *args, **kwargs):
         thread = self.get_object()
         thread.conversation = conversation(thread, self.app)

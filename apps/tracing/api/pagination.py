@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
@@ -15,15 +16,49 @@ from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from apps.costs.models import COST
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-# How each sort column's values travel in a cursor.
+INT64 = range(-(2**63), 2**63)
+MAX_COST = Decimal(10) ** (COST["max_digits"] - COST["decimal_places"])  # the cost columns' range
+
+
+def _bigint(value) -> int:
+    number = int(value)
+    if number not in INT64:
+        raise ValueError("out of the 64-bit range")
+    return number
+
+
+def _when(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    # The database compares in UTC: an offset that moves it past year 1 or 9999 overflows here.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _latency(value) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _cost(value) -> Decimal:
+    number = Decimal(value)
+    if not number.is_finite() or abs(number) >= MAX_COST:
+        raise ValueError("not a cost")
+    return number
+
+
+# How each sort column's values travel in a cursor; each raises ValueError (or
+# OverflowError, ArithmeticError) for a value the database could not compare with.
 DECODERS = {
-    "started_at": datetime.fromisoformat,
-    "ended_at": datetime.fromisoformat,
-    "latency_s": float,  # the sort key: -1 for no latency
-    "cost": Decimal,
-    "total_tokens": int,
+    "started_at": _when,
+    "ended_at": _when,
+    "latency_s": _latency,  # the sort key: -1 for no latency
+    "cost": _cost,
+    "total_tokens": _bigint,
 }
 
 
@@ -131,7 +166,7 @@ class KeysetPagination(BasePagination):
             payload = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if payload["o"] != self.ordering:
                 raise ValidationError({"cursor": ["This cursor was made for another ordering."]})
-            return DECODERS[self.column](payload["v"]), int(payload["id"])
+            return DECODERS[self.column](payload["v"]), _bigint(payload["id"])
         except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError, ArithmeticError):
             raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 

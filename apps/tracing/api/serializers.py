@@ -2,6 +2,7 @@ from datetime import datetime
 
 from rest_framework import serializers
 
+from apps.costs.models import COST
 from apps.tracing.models import Event, Feedback, Run
 
 RUN_FIELDS = [
@@ -40,7 +41,7 @@ class RunSerializer(serializers.ModelSerializer):
     """
 
     app_id = serializers.SerializerMethodField()
-    cost = serializers.DecimalField(max_digits=20, decimal_places=10, coerce_to_string=False)
+    cost = serializers.DecimalField(**COST, coerce_to_string=False)
     input = serializers.JSONField()
     output = serializers.JSONField()
     error = serializers.JSONField()
@@ -70,9 +71,7 @@ class TraceNodeSerializer(RunSerializer):
     """A run in a trace: its own tokens and cost, and the totals of its whole subtree."""
 
     subtree_tokens = serializers.IntegerField(source="tree.subtree_tokens")
-    subtree_cost = serializers.DecimalField(
-        source="tree.subtree_cost", max_digits=20, decimal_places=10, coerce_to_string=False
-    )
+    subtree_cost = serializers.DecimalField(source="tree.subtree_cost", **COST, coerce_to_string=False)
     cost_row = serializers.SerializerMethodField()
     children = serializers.SerializerMethodField()
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from apps.tenancy.api.schema import APP_ID, READ_ERRORS
 from apps.tenancy.scoping import requested_app
 from apps.tracing.api.pagination import KeysetPagination
 from apps.tracing.api.serializers import (
@@ -20,8 +21,6 @@ from apps.tracing.api.serializers import (
 from apps.tracing.filters import RunFilterSet
 from apps.tracing.models import Run
 from apps.tracing.traces import cost_rows_for, differences, load_trace
-
-APP_ID = OpenApiParameter("app_id", OpenApiTypes.UUID, description="Default: the key's app / your current app.")
 
 
 class RunFilterBackend(DjangoFilterBackend):
@@ -44,6 +43,7 @@ class RunViewSet(viewsets.GenericViewSet):
     pagination_class = KeysetPagination
     lookup_field = "run_id"
     lookup_value_regex = "[^/]+"
+    parser_classes = [JSONParser]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -52,18 +52,27 @@ class RunViewSet(viewsets.GenericViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        app_id = request.data.get("app_id") if self.action == "compare" else request.query_params.get("app_id")
+        if self.action == "compare":
+            if not isinstance(request.data, dict):
+                raise ValidationError({"body": ['Must be a JSON object: {"run_id_a": ..., "run_id_b": ...}.']})
+            app_id = request.data.get("app_id")
+        else:
+            app_id = request.query_params.get("app_id")
         self.app = requested_app(request, app_id)
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "app": self.app}
 
-    @extend_schema(parameters=[APP_ID], summary="List runs")
+    @extend_schema(parameters=[APP_ID], responses={200: RunSerializer(many=True), **READ_ERRORS}, summary="List runs")
     def list(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(parameters=[APP_ID], responses=RunDetailSerializer, summary="A run with its events and trace")
+    @extend_schema(
+        parameters=[APP_ID],
+        responses={200: RunDetailSerializer, **READ_ERRORS},
+        summary="A run with its events and trace",
+    )
     def retrieve(self, request, run_id: str):
         root = self._trace(run_id, with_events=True)
         context = {**self.get_serializer_context(), "cost_rows": cost_rows_for(root)}
@@ -71,10 +80,13 @@ class RunViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         request=CompareRequestSerializer,
-        responses=inline_serializer(
-            "RunComparison",
-            {"a": TraceNodeSerializer(), "b": TraceNodeSerializer(), "differences": serializers.ListField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "RunComparison",
+                {"a": TraceNodeSerializer(), "b": TraceNodeSerializer(), "differences": serializers.ListField()},
+            ),
+            **READ_ERRORS,
+        },
         summary="Compare two runs",
     )
     @action(detail=False, methods=["post"], url_path="compare")
