@@ -1,7 +1,7 @@
 """Applying queued events in batches (OBSERVATORY_ASSEMBLY=worker).
 
 /api/report stores and queues events (PendingEvent) and answers at once; workers take the
-oldest queued events, a batch at a time, and apply them with the same handlers as inline
+oldest queued events, a batch at a time, and apply them with the same `apply()` as inline
 ingestion. Claiming deletes the queue rows inside the batch's transaction: if a worker
 dies, the transaction rolls back and the events are claimed again; if it commits, they
 never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LOCKED),
@@ -18,9 +18,10 @@ import logging
 from django.conf import settings
 from django.db import connection, transaction
 
-from apps.ingestion.services import Batch, apply, lock_names
-from apps.ingestion.validation import EventIn, EventInvalid, validate_event
+from apps.ingestion.services import apply, lock_names
+from apps.ingestion.validation import EventInvalid, validate_event
 from apps.tenancy.models import App
+from apps.tracing.events import EventIn
 from apps.tracing.models import Event, PendingEvent
 from apps.tracing.services import find_parent_cycles
 from apps.tracing.sql import try_advisory_lock
@@ -38,7 +39,7 @@ def assemble_pending(*, limit: int | None = None) -> int:
             if not claimed:
                 return done
             _drop_cyclic_parents(events)
-            apply(Batch(events=events, new_keys={e.dedup_key for e in events}))
+            apply(events, {e.dedup_key for e in events})
         done += claimed
 
 
@@ -74,7 +75,7 @@ def claim(limit: int) -> tuple[int, list[EventIn]]:
             continue
         event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk  # unique: cycles are keyed by index
         events.append(event)
-    names = {event.index: lock_names(event) for event in events}
+    names = {event.index: lock_names([event]) for event in events}
     busy = try_advisory_lock(set().union(*names.values()))
     events = [e for e in events if not names[e.index] & busy]
     taken += [e.index for e in events]

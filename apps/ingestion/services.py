@@ -1,4 +1,4 @@
-"""The ingestion pipeline: validate -> resolve apps -> de-duplicate -> write one batch atomically."""
+"""The ingestion pipeline: validate -> resolve apps -> de-duplicate -> store -> apply, one batch atomically."""
 
 from __future__ import annotations
 
@@ -12,25 +12,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.ingestion.handlers import HANDLERS, LOCKS
-from apps.ingestion.validation import EventIn, EventInvalid, check_payload, validate_event
+from apps.ingestion.validation import EventInvalid, check_payload, validate_event
 from apps.tenancy.models import App
+from apps.threads.services import (
+    apply_chat_events,
+    chat_lock_names,
+    link_message_feedback,
+    refresh_touched_threads,
+)
+from apps.tracing.events import EventIn, of_kind
 from apps.tracing.models import PendingEvent
-from apps.tracing.services import find_parent_cycles, store_events
+from apps.tracing.services import (
+    apply_feedback_events,
+    apply_run_events,
+    find_parent_cycles,
+    mark_run_feedback,
+    run_lock_names,
+    store_events,
+)
 from apps.tracing.sql import advisory_lock, upsert
-
-
-@dataclass
-class Batch:
-    """What the handlers of one batch share: its events, which are new, and what they created."""
-
-    events: list[EventIn]
-    new_keys: set[str]
-    created_runs: dict[int, set[str]] = field(default_factory=dict)  # app pk -> run ids
-    rated_runs: dict[int, set[str]] = field(default_factory=dict)  # runs that message feedback now rates
-
-    def new(self, kind: str) -> list[EventIn]:
-        return [e for e in self.events if e.kind == kind and e.dedup_key in self.new_keys]
 
 
 @dataclass
@@ -74,7 +74,7 @@ def ingest_batch(
         events = _unique([e for e in events if e.index not in result.errors])
         new = store_events(events, received_at)
         if inline:
-            apply(Batch(events=events, new_keys=set(new)))
+            apply(events, set(new))
         else:
             queue(new.values())
     result.accepted = len(raw_events) - result.rejected
@@ -83,18 +83,29 @@ def ingest_batch(
 
 def lock(events: list[EventIn]) -> None:
     """Lock what these events will write, so that concurrent batches take turns on it."""
-    advisory_lock(name for names in LOCKS for name in names(events))
+    advisory_lock(lock_names(events))
 
 
-def lock_names(event: EventIn) -> set[str]:
-    """What one event writes (the runs and conversations that `lock` would lock for it)."""
-    return {name for names in LOCKS for name in names([event])}
+def lock_names(events: list[EventIn]) -> set[str]:
+    """What these events write: their runs, and the conversations they add messages to."""
+    return run_lock_names(events) | chat_lock_names(events)
 
 
-def apply(batch: Batch) -> None:
-    """The effects of a stored batch: runs, thread messages, feedback, aggregates (in the caller's transaction)."""
-    for handler in HANDLERS:
-        handler(batch)
+def apply(events: list[EventIn], new_keys: set[str]) -> None:
+    """The effects of stored events, in the caller's transaction; each step hands the next what it needs.
+
+    Merges (runs) take every event: redelivery cannot change them. Effects that are not
+    idempotent (a thread message, a feedback) take only the events stored for the first
+    time, those whose dedup key is in `new_keys`.
+    """
+    new = [e for e in events if e.dedup_key in new_keys]
+    feedback = of_kind(new, "feedback")
+    created = apply_run_events(of_kind(events, "run"), of_kind(new, "saved"))  # first: messages read run costs
+    apply_chat_events(of_kind(new, "chat"))
+    apply_feedback_events(feedback)
+    rated = link_message_feedback(new)  # feedback on a message rates the message's run too
+    refresh_touched_threads(events, new)  # thread aggregates after everything above
+    mark_run_feedback(feedback, created, rated)  # new runs may have had feedback waiting
 
 
 def queue(event_ids) -> None:

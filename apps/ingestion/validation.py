@@ -1,4 +1,4 @@
-"""Validate and normalise one reported event (SPEC §2) into an `EventIn`.
+"""Validate and normalise one reported event (SPEC §2) into an `EventIn` (apps.tracing.events).
 
 Plain Python over the parsed dict — no serializer, no ORM — because this runs for every
 event of every batch. Each problem raises `EventInvalid("field: message")`; the caller
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from apps.tracing.events import EventIn
 
 RUN_PHASES = ("start", "end", "error", "call")
 CHAT_ROLES = {"user", "assistant", "system", "tool"}
@@ -29,50 +30,6 @@ MAX_TAGS = 50
 
 class EventInvalid(Exception):
     """The event is rejected; the message names the field ("timestamp: not ISO 8601")."""
-
-
-@dataclass(slots=True)
-class EventIn:
-    """A validated event. None always means "not given": a later event never erases a value with null."""
-
-    index: int
-    name: str
-    kind: str  # "run", "saved", "chat", "feedback" or "custom"
-    phase: str | None  # start / end / error / call for run events
-    raw: dict
-    timestamp: datetime
-    timestamp_given: bool
-    type: str | None = None
-    app_ref: str | None = None
-    client_id: str | None = None
-    run_id: str | None = None
-    parent_run_id: str | None = None
-    run_name: str | None = None
-    metadata: dict = field(default_factory=dict)
-    input: Any = None
-    output: Any = None
-    model: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    cached_prompt_tokens: int | None = None
-    tags: list[str] = field(default_factory=list)
-    status: str | None = None
-    error: Any = None
-    started_at: datetime | None = None
-    agent: str | None = None
-    user_id: str | None = None
-    user_email: str | None = None
-    user_props: dict | None = None
-    thread_id: str | None = None
-    role: str | None = None
-    content: Any = None
-    message_id: str | None = None
-    rating: str | None = None
-    comment: str | None = None
-    # Filled in by the pipeline once the app is resolved.
-    app: Any = None
-    dedup_key: str = ""
 
 
 # --- field readers -------------------------------------------------------------------

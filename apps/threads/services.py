@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import orjson
 from django.db import connection
@@ -16,13 +15,10 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery
 
 from apps.costs.pricing import PriceBook, Usage
 from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
+from apps.tracing.events import EventIn, by_app, of_kind
 from apps.tracing.models import Feedback, Run, RunCost
-from apps.tracing.services import by_app
+from apps.tracing.services import RunIds
 from apps.tracing.sql import upsert
-
-if TYPE_CHECKING:
-    from apps.ingestion.services import Batch
-    from apps.ingestion.validation import EventIn
 
 MESSAGE_COLUMNS = [
     "thread", "app", "dedup_key", "message_id", "role", "content", "preview", "timestamp", "run_id",
@@ -46,11 +42,11 @@ def chat_lock_names(events: Sequence[EventIn]) -> set[str]:
 # --- placing messages -------------------------------------------------------------------------
 
 
-def apply_chat_events(batch: Batch) -> None:
-    """Each chat event stored for the first time becomes a message of its thread."""
-    for app, chats in by_app(batch.new("chat")).items():
-        placed = _place(app, sorted(chats, key=lambda e: e.timestamp))
-        prices = PriceBook.for_models(e.model for e in chats if e.model)
+def apply_chat_events(chats: Sequence[EventIn]) -> None:
+    """Each chat event (stored for the first time) becomes a message of its thread."""
+    for app, app_chats in by_app(chats).items():
+        placed = _place(app, sorted(app_chats, key=lambda e: e.timestamp))
+        prices = PriceBook.for_models(e.model for e in app_chats if e.model)
         rows = [
             (thread.pk, app.pk, e.dedup_key, e.message_id, e.role, e.content,
              preview_of(e.content), e.timestamp, e.run_id, e.total_tokens,
@@ -146,15 +142,15 @@ def _own_cost(event: EventIn, prices: PriceBook) -> Decimal | None:
 # --- aggregates and feedback flags ---------------------------------------------------------------
 
 
-def link_message_feedback(batch: Batch) -> None:
+def link_message_feedback(new: Sequence[EventIn]) -> RunIds:
     """Feedback given on a message also rates the message's run: resolve its run_id.
 
-    Either may arrive first, so this runs for new feedback and for new messages alike; the
-    runs that gain feedback are recorded for tracing.mark_run_feedback.
+    Either may arrive first, so this runs for new feedback and for new messages alike.
+    Returns the runs that gain feedback, for tracing.mark_run_feedback.
     """
-    for app, events in by_app(batch.events).items():
-        new = [e for e in events if e.dedup_key in batch.new_keys and e.kind in ("chat", "feedback")]
-        message_ids = {e.message_id for e in new if e.message_id}
+    rated: RunIds = {}
+    for app, app_new in by_app(of_kind(new, "chat", "feedback")).items():
+        message_ids = {e.message_id for e in app_new if e.message_id}
         if not message_ids:
             continue
         run_of_message = ThreadMessage.objects.filter(
@@ -163,17 +159,19 @@ def link_message_feedback(batch: Batch) -> None:
         unresolved = Feedback.objects.filter(app=app, run_id__isnull=True, message_id__in=message_ids)
         if unresolved.update(run_id=Subquery(run_of_message)):
             resolved = unresolved.model.objects.filter(app=app, message_id__in=message_ids, run_id__isnull=False)
-            batch.rated_runs.setdefault(app.pk, set()).update(resolved.values_list("run_id", flat=True))
+            rated[app] = set(resolved.values_list("run_id", flat=True))
+    return rated
 
 
-def refresh_after_batch(batch: Batch) -> None:
-    """Recompute the aggregates of every thread the batch's runs, messages or feedback touch."""
-    for app, events in by_app(batch.events).items():
-        new = [e for e in events if e.dedup_key in batch.new_keys]
-        feedback = [e for e in new if e.kind == "feedback"]
+def refresh_touched_threads(events: Sequence[EventIn], new: Sequence[EventIn]) -> None:
+    """Recompute the aggregates of every thread that these runs, or the `new` messages or feedback, touch."""
+    new_by_app = by_app(new)
+    for app, app_events in by_app(events).items():
+        app_new = new_by_app.get(app, [])
+        feedback = [e for e in app_new if e.kind == "feedback"]
         condition = (
-            Q(run_id__in={e.run_id for e in events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id})
-            | Q(dedup_key__in={e.dedup_key for e in new if e.kind == "chat"})
+            Q(run_id__in={e.run_id for e in app_events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id})
+            | Q(dedup_key__in={e.dedup_key for e in app_new if e.kind == "chat"})
             | Q(message_id__in={e.message_id for e in feedback if e.message_id})
         )
         threads = ThreadMessage.objects.filter(condition, app=app).values_list("thread_id", flat=True).distinct()

@@ -58,8 +58,8 @@ def test_a_failed_batch_is_rolled_back_and_applied_later(acme_client, worker_mod
     report(acme_client, *TRACE)
     real_apply = assembly.apply
 
-    def crash(batch):
-        real_apply(batch)
+    def crash(events, new_keys):
+        real_apply(events, new_keys)
         raise RuntimeError("worker killed")
 
     monkeypatch.setattr(assembly, "apply", crash)
