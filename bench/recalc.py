@@ -39,7 +39,7 @@ def set_prices(factor: Decimal) -> None:
 
 
 def timed(label: str, **scope) -> dict:
-    from apps.costs.recalc import recalculate_costs
+    from apps.tracing.repricing import recalculate_costs
 
     began = time.perf_counter()
     summary = recalculate_costs(**scope)

@@ -3,7 +3,7 @@ from decimal import Decimal
 from apps.costs.default_prices import DEFAULT_PRICES, PRICES_TAKEN, load_default_prices
 from apps.costs.models import ModelCost
 from apps.costs.pricing import PriceBook
-from apps.ingestion.demo import DEMO_MODELS
+from apps.ingestion.management.commands.load_demo import DEMO_MODELS
 
 
 def test_the_default_table_loads_once_with_its_price_date(db):

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection, transaction
 
 from apps.costs.models import ModelCost, Recalculation
-from apps.costs.recalc import CHUNK, recalculate_costs, request_recalculation
 from apps.threads.models import Thread
 from apps.tracing.models import Run
+from apps.tracing.repricing import CHUNK, recalculate_costs, request_recalculation
 from tests.factories import AppFactory
 from tests.helpers import ingest
 
@@ -104,7 +104,7 @@ def test_it_works_in_chunks_with_a_fixed_number_of_queries_each(acme_app, django
     ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
     ingest(acme_app, *[call(f"r{n}", "a") for n in range(250)])
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("2"))
-    monkeypatch.setattr("apps.costs.recalc.CHUNK", 100)
+    monkeypatch.setattr("apps.tracing.repricing.CHUNK", 100)
     # scope totals, its models, the price book; then per range of 100 run ids: new totals, the
     # UPDATE, the threads to refresh, and the savepoint around them
     with django_assert_max_num_queries(3 + 3 * 5):
@@ -162,7 +162,7 @@ def test_a_recorded_recalculation_runs_on_commit_and_records_its_summary(
 
 
 def test_a_redelivered_task_does_nothing(priced_runs):
-    from apps.costs.recalc import run_recalculation
+    from apps.tracing.repricing import run_recalculation
 
     job = Recalculation.objects.create(model="a")
     assert run_recalculation(job.pk).state == Recalculation.State.DONE

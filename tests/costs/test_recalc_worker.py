@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 
 from apps.costs.models import ModelCost, Recalculation
-from apps.costs.recalc import request_recalculation
 from apps.tracing.models import Run
+from apps.tracing.repricing import request_recalculation
 from tests.helpers import ingest
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]

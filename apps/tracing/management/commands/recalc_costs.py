@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apps.costs.recalc import recalculate_costs
 from apps.tenancy.services import AppLookupError, get_or_create_app
+from apps.tracing.repricing import recalculate_costs
 
 
 def moment(value: str) -> datetime:

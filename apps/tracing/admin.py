@@ -1,8 +1,14 @@
+"""The admin of the cost table and its recalculations.
+
+It lives in tracing, not costs, because saving a price reprices the runs (request_recalculation);
+the models stay in costs, so the admin URLs and pages are unchanged (/admin/costs/modelcost/...).
+"""
+
 from django.contrib import admin, messages
 from django.db import transaction
 
 from apps.costs.models import ModelCost, Recalculation
-from apps.costs.recalc import request_recalculation
+from apps.tracing.repricing import request_recalculation
 
 
 @admin.register(ModelCost)

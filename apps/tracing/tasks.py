@@ -1,9 +1,10 @@
 from celery import shared_task
 
-from apps.costs.recalc import run_recalculation
+from apps.tracing.repricing import run_recalculation
 
 
-@shared_task(acks_late=True)
+# Registered under its old module's name, so that messages queued before the move still run.
+@shared_task(name="apps.costs.tasks.recalculate_costs_task", acks_late=True)
 def recalculate_costs_task(recalculation_id: int) -> None:
     """Carry out a recorded cost recalculation (idempotent: a redelivered task does nothing)."""
     run_recalculation(recalculation_id)

@@ -9,7 +9,11 @@ so a million runs are a million small rows with two indexes, and one statement n
 reads another table: when ingestion rewrites a run's costs while the job runs, the
 database re-evaluates the job's UPDATE on the fresh row (PostgreSQL's READ COMMITTED
 recheck; SQLite has one writer at a time). Idempotent: only costs that differ are
-written, so a second pass writes nothing. Thread totals follow, refreshed once at the end.
+written, so a second pass writes nothing. Thread totals follow, refreshed once at the end
+by the threads app on the `runs_repriced` signal (tracing does not import threads).
+
+The pricing rules (ModelCost, PriceBook) and the job's record (Recalculation) stay in costs;
+this job lives with the runs it rewrites, so no module of costs imports upward.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from django.utils import timezone
 
 from apps.costs.models import ModelCost, Recalculation
 from apps.costs.pricing import PriceBook
-from apps.threads.services import refresh_threads_with_runs
 from apps.tracing.models import RunCost
+from apps.tracing.signals import runs_repriced
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def scope_of(*, model: str = "", is_pattern: bool = False, app=None, since: date
     """The RunCost rows in scope: llm runs (only they are priced) with a model."""
     costs = RunCost.objects.filter(type="llm", model__isnull=False)
     if app is not None:
-        costs = costs.filter(app=app)
+        costs = costs.for_app(app)
     if since is not None:
         costs = costs.filter(started_at__gte=since)
     if model and is_pattern:
@@ -130,7 +134,7 @@ def recalculate_costs(
         if progress:
             progress(summary)
     if summary.changed and not dry_run:
-        refresh_threads_with_runs(app=app)
+        runs_repriced.send(sender=RunCost, app=app)
     return summary
 
 
@@ -218,7 +222,7 @@ def _periods_sql(periods: list[Period]) -> tuple[str, list]:
 
 def request_recalculation(*, reason: str = "", **scope) -> Recalculation:
     """Record a recalculation and enqueue it once the current transaction commits."""
-    from apps.costs.tasks import recalculate_costs_task
+    from apps.tracing.tasks import recalculate_costs_task  # here: tasks.py imports this module
 
     recalculation = Recalculation.objects.create(reason=reason[:200], **scope)
     transaction.on_commit(lambda: recalculate_costs_task.delay(recalculation.pk))
