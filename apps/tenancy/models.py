@@ -54,6 +54,16 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
+class TenantQuerySet(models.QuerySet):
+    """The queryset of every model that belongs to an app: reads are scoped with `for_app`, never by hand."""
+
+    def for_app(self, app: App) -> TenantQuerySet:
+        return self.filter(app=app)
+
+    def for_apps(self, apps) -> TenantQuerySet:
+        return self.filter(app__in=apps)
+
+
 class AppQuerySet(models.QuerySet):
     def for_user(self, user) -> AppQuerySet:
         if not user or not user.is_authenticated:

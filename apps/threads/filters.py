@@ -2,7 +2,7 @@
 
 import django_filters
 
-from apps.tracing.filters import DateTimeFilter, StrictBooleanFilter
+from apps.tenancy.api.filters import DateTimeFilter, StrictBooleanFilter
 
 
 class ThreadFilterSet(django_filters.FilterSet):

@@ -8,17 +8,12 @@ from django.db import models
 from django.db.models import Q
 
 from apps.costs.models import COST
-from apps.tenancy.models import App
+from apps.tenancy.models import App, TenantQuerySet
 
 # A message without a thread_id joins its agent and user's thread if that thread's last
 # message is at most this much older (see docs/THREADS.md for out-of-order arrivals).
 WINDOW = timedelta(minutes=30)
 PREVIEW_CHARS = 200
-
-
-class ThreadQuerySet(models.QuerySet):
-    def for_app(self, app) -> ThreadQuerySet:
-        return self.filter(app=app)
 
 
 class Thread(models.Model):
@@ -42,7 +37,7 @@ class Thread(models.Model):
     has_feedback = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = ThreadQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -76,6 +71,8 @@ class ThreadMessage(models.Model):
     # Token counts and cost carried by the chat event itself (used when no run is linked).
     total_tokens = models.BigIntegerField(null=True, blank=True)
     cost = models.DecimalField(**COST, null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="message_dedup_per_app")]

@@ -1,4 +1,5 @@
-"""Reading a thread as a conversation: its messages with their runs' latency, tokens, cost and feedback."""
+"""Reads of threads: the threads of an app, and one thread as a conversation (its messages with their
+runs' latency, tokens, cost and feedback)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from django.db.models import Q
 
 from apps.threads.models import Thread, ThreadMessage
 from apps.tracing.models import Feedback
-from apps.tracing.traces import subtree_totals
+from apps.tracing.selectors import subtree_totals
+
+
+def threads_of(app):
+    """The threads of one app: what the threads list filters and pages."""
+    return Thread.objects.for_app(app)
 
 
 @dataclass
@@ -49,7 +55,7 @@ def _feedback_by_target(app, messages: list[ThreadMessage]) -> dict[tuple[str, s
     if not (message_ids or run_ids):
         return {}
     grouped: dict[tuple[str, str], list[Feedback]] = defaultdict(list)
-    for item in Feedback.objects.filter(Q(message_id__in=message_ids) | Q(run_id__in=run_ids), app=app):
+    for item in Feedback.objects.for_app(app).filter(Q(message_id__in=message_ids) | Q(run_id__in=run_ids)):
         if item.message_id in message_ids:
             grouped[("message", item.message_id)].append(item)
         if item.run_id in run_ids:

@@ -18,7 +18,7 @@ from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
 from apps.tracing.events import EventIn, by_app, of_kind
 from apps.tracing.models import Feedback, Run, RunCost
 from apps.tracing.services import RunIds
-from apps.tracing.sql import upsert
+from apps.tracing.sql import run_tree, upsert
 
 MESSAGE_COLUMNS = [
     "thread", "app", "dedup_key", "message_id", "role", "content", "preview", "timestamp", "run_id",
@@ -97,7 +97,7 @@ def _candidate_threads(app, chats: list[EventIn]) -> list[Thread]:
         if any(e.agent is None for e in loose):
             near |= Q(thread_id__isnull=True, agent__isnull=True)
         wanted |= near
-    return list(Thread.objects.filter(wanted, app=app))
+    return list(Thread.objects.for_app(app).filter(wanted))
 
 
 def _window_thread(threads: Iterable[Thread], event: EventIn) -> Thread | None:
@@ -156,9 +156,9 @@ def link_message_feedback(new: Sequence[EventIn]) -> RunIds:
         run_of_message = ThreadMessage.objects.filter(
             app=app, message_id=OuterRef("message_id"), run_id__isnull=False
         ).values("run_id")[:1]
-        unresolved = Feedback.objects.filter(app=app, run_id__isnull=True, message_id__in=message_ids)
+        unresolved = Feedback.objects.for_app(app).filter(run_id__isnull=True, message_id__in=message_ids)
         if unresolved.update(run_id=Subquery(run_of_message)):
-            resolved = unresolved.model.objects.filter(app=app, message_id__in=message_ids, run_id__isnull=False)
+            resolved = unresolved.model.objects.for_app(app).filter(message_id__in=message_ids, run_id__isnull=False)
             rated[app] = set(resolved.values_list("run_id", flat=True))
     return rated
 
@@ -174,7 +174,7 @@ def refresh_touched_threads(events: Sequence[EventIn], new: Sequence[EventIn]) -
             | Q(dedup_key__in={e.dedup_key for e in app_new if e.kind == "chat"})
             | Q(message_id__in={e.message_id for e in feedback if e.message_id})
         )
-        threads = ThreadMessage.objects.filter(condition, app=app).values_list("thread_id", flat=True).distinct()
+        threads = ThreadMessage.objects.for_app(app).filter(condition).values_list("thread_id", flat=True).distinct()
         refresh_threads(set(threads))
 
 
@@ -187,7 +187,7 @@ def refresh_threads_with_runs(*, app=None, batch: int = 1000) -> int:
     """
     messages = ThreadMessage.objects.filter(run_id__isnull=False)
     if app is not None:
-        messages = messages.filter(app=app)
+        messages = messages.for_app(app)
     threads = sorted(set(messages.values_list("thread_id", flat=True).distinct()))
     for start in range(0, len(threads), batch):
         refresh_threads(set(threads[start : start + batch]))
@@ -231,14 +231,12 @@ def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
     each run counted once; plus the messages' own token fields where they link no known run."""
     run_table, message_table, cost_table = Run._meta.db_table, ThreadMessage._meta.db_table, RunCost._meta.db_table
     ids = ", ".join(["%s"] * len(thread_pks))
+    seed = f"""
+        SELECT m.thread_id, m.app_id, m.run_id, r.parent_run_id FROM {message_table} m
+        JOIN {run_table} r ON r.app_id = m.app_id AND r.run_id = m.run_id WHERE m.thread_id IN ({ids})
+    """  # noqa: S608 - table names and placeholders only
     linked = f"""
-        WITH RECURSIVE linked(thread_id, app_id, run_id) AS (
-            SELECT m.thread_id, m.app_id, m.run_id FROM {message_table} m
-            WHERE m.thread_id IN ({ids}) AND m.run_id IS NOT NULL
-            UNION
-            SELECT l.thread_id, r.app_id, r.run_id FROM {run_table} r
-            JOIN linked l ON r.app_id = l.app_id AND r.parent_run_id = l.run_id
-        )
+        {run_tree("linked", seed, carry=["thread_id"])}
         SELECT l.thread_id, COALESCE(SUM(r.total_tokens), 0), COALESCE(SUM(c.cost), 0)
         FROM linked l JOIN {run_table} r ON r.app_id = l.app_id AND r.run_id = l.run_id
         LEFT JOIN {cost_table} c ON c.run_pk = r.id

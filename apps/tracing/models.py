@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.costs.models import COST, ModelCost
-from apps.tenancy.models import App
+from apps.tenancy.models import App, TenantQuerySet
 
 # A run still `started` this long after it began is shown as timed out (a UI-only state).
 TIMEOUT_AFTER = timedelta(minutes=5)
@@ -51,10 +51,7 @@ class AnyOf(Lookup):
         ]
 
 
-class RunQuerySet(models.QuerySet):
-    def for_apps(self, apps) -> RunQuerySet:
-        return self.filter(app__in=apps)
-
+class RunQuerySet(TenantQuerySet):
     def llm_calls(self) -> RunQuerySet:
         return self.filter(type="llm")
 
@@ -145,7 +142,7 @@ class Run(models.Model):
                 name="run_app_feedback",
                 condition=Q(positive_feedback=True) | Q(negative_feedback=True),
             ),
-            # The sort keys of the runs list for nullable columns (see api/pagination.sort_key).
+            # The sort keys of the runs list for nullable columns (see tracing/api/pagination.sort_key).
             models.Index(F("app"), Coalesce("latency_s", Value(-1.0)).desc(), F("id").desc(), name="run_app_latency"),
             models.Index(F("app"), Coalesce("total_tokens", Value(-1)).desc(), F("id").desc(), name="run_app_tokens"),
             # The LLM Calls page lists type=llm runs; these keep its latency and token sorts on an index.
@@ -178,7 +175,7 @@ class Run(models.Model):
 class RunCost(models.Model):
     """The price of a run and what it is computed from, in a narrow table of its own.
 
-    Repricing rewrites millions of costs at once (costs.recalc). Rewriting the wide,
+    Repricing rewrites millions of costs at once (tracing.repricing). Rewriting the wide,
     many-indexed run rows would update every index for every run; these rows are a few
     dozen bytes with two indexes. They also carry the pricing inputs (copied from the run
     when it is written), so that the recalculation is one statement over this table alone:
@@ -202,6 +199,8 @@ class RunCost(models.Model):
     cache_hit = models.BooleanField(default=False)
     cost = models.DecimalField(**COST, default=0)
     cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         # Sorting the runs list by cost walks one of these, joining each entry to its run.
@@ -228,6 +227,8 @@ class RunSearch(models.Model):
     )
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
     text = models.TextField()
+
+    objects = TenantQuerySet.as_manager()
 
     def __str__(self) -> str:
         return self.text[:60]
@@ -257,6 +258,8 @@ class Event(models.Model):
     received_at = models.DateTimeField()
     dedup_key = models.CharField(max_length=64)
     payload = models.JSONField()
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="event_dedup_per_app")]
@@ -290,6 +293,8 @@ class Feedback(models.Model):
     comment = models.TextField(blank=True, default="")
     timestamp = models.DateTimeField()
     dedup_key = models.CharField(max_length=64)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "dedup_key"], name="feedback_dedup_per_app")]

@@ -18,7 +18,7 @@ from apps.tenancy.models import App
 from apps.tracing.events import RUN_KINDS, EventIn, by_app
 from apps.tracing.merge import INHERITED, RunState, finish_state, inherit_from_parent, merge_event, usage_of
 from apps.tracing.models import Event, Feedback, Rating, Run, RunCost, RunSearch
-from apps.tracing.sql import upsert
+from apps.tracing.sql import run_tree, upsert
 
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
@@ -77,20 +77,12 @@ def _is_ancestor(run_id: str, parent_id: str, parent_of: dict[str, str | None]) 
 
 def _stored_ancestry(app, run_ids: set[str]) -> dict[str, str | None]:
     """parent_run_id of the given runs and all their stored ancestors, in one recursive query."""
-    table = Run._meta.db_table
     placeholders = ", ".join(["%s"] * len(run_ids))
-    sql = f"""
-        WITH RECURSIVE chain(run_id, parent_run_id, depth) AS (
-            SELECT run_id, parent_run_id, 0 FROM {table} WHERE app_id = %s AND run_id IN ({placeholders})
-            UNION
-            SELECT r.run_id, r.parent_run_id, c.depth + 1
-            FROM {table} r JOIN chain c ON r.run_id = c.parent_run_id
-            WHERE r.app_id = %s AND c.depth < {MAX_ANCESTRY}
-        )
-        SELECT DISTINCT run_id, parent_run_id FROM chain
-    """  # noqa: S608 - only the table name and placeholders are formatted in
+    table = Run._meta.db_table
+    seed = f"SELECT app_id, run_id, parent_run_id, 0 FROM {table} WHERE app_id = %s AND run_id IN ({placeholders})"  # noqa: S608
+    chain = run_tree("chain", seed, up=True, max_depth=MAX_ANCESTRY)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [app.pk, *run_ids, app.pk])
+        cursor.execute(f"{chain} SELECT DISTINCT run_id, parent_run_id FROM chain", [app.pk, *run_ids])
         return dict(cursor.fetchall())
 
 
@@ -135,7 +127,7 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     """Merge and write the runs of one app; returns the run ids that did not exist before."""
     run_ids = list(dict.fromkeys(e.run_id for e in events))  # batch order: new runs get ids in it
     wanted = {*run_ids, *(e.parent_run_id for e in events if e.parent_run_id)}
-    stored = {row["run_id"]: RunState(**row) for row in Run.objects.filter(app=app, run_id__in=wanted).values()}
+    stored = {row["run_id"]: RunState(**row) for row in Run.objects.for_app(app).filter(run_id__in=wanted).values()}
     digests = {run_id: state.search_digest for run_id, state in stored.items()}
     states = {run_id: stored.get(run_id) for run_id in run_ids}
     for event in sorted(events, key=lambda e: e.timestamp):
@@ -200,27 +192,27 @@ def mark_run_feedback(feedback: Sequence[EventIn], *others: RunIds) -> None:
     for app, run_ids in candidates.items():
         if not run_ids:
             continue
-        ratings = set(Feedback.objects.filter(app=app, run_id__in=run_ids).values_list("run_id", "rating"))
+        ratings = set(Feedback.objects.for_app(app).filter(run_id__in=run_ids).values_list("run_id", "rating"))
         for flag, rating in (("positive_feedback", Rating.POSITIVE), ("negative_feedback", Rating.NEGATIVE)):
             rated = {run_id for run_id, given in ratings if given == rating}
             if rated:
-                Run.objects.filter(app=app, run_id__in=rated, **{flag: False}).update(**{flag: True})
+                Run.objects.for_app(app).filter(run_id__in=rated, **{flag: False}).update(**{flag: True})
 
 
 def _mark_saved(app, run_ids: set[str]) -> None:
     """Set `saved` on runs that have a saved event, whichever of the two arrived first."""
     if not run_ids:
         return
-    has_saved_event = Exists(Event.objects.filter(app=app, run_id=OuterRef("run_id"), name="saved"))
-    Run.objects.filter(app=app, run_id__in=run_ids, saved=False).filter(has_saved_event).update(saved=True)
+    has_saved_event = Exists(Event.objects.for_app(app).filter(run_id=OuterRef("run_id"), name="saved"))
+    Run.objects.for_app(app).filter(run_id__in=run_ids, saved=False).filter(has_saved_event).update(saved=True)
 
 
 def _propagate_to_children(app, parent_ids: set[str]) -> None:
     """Children stored before their parent inherit its agent and user now that it is known."""
     if not parent_ids:
         return
-    parent = Run.objects.filter(app=app, run_id=OuterRef("parent_run_id"))
+    parent = Run.objects.for_app(app).filter(run_id=OuterRef("parent_run_id"))
     missing = Q(agent__isnull=True) | Q(user_id__isnull=True) | Q(user_email__isnull=True)
-    Run.objects.filter(missing, app=app, parent_run_id__in=parent_ids).update(
+    Run.objects.for_app(app).filter(missing, parent_run_id__in=parent_ids).update(
         **{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
     )

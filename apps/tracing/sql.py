@@ -133,3 +133,29 @@ def try_advisory_lock(names: Iterable[str]) -> set[str]:
 def _lock_key(name: str) -> int:
     # A hash collision only makes two unrelated batches wait for each other.
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def run_tree(name: str, seed: str, *, carry: Sequence[str] = (), up: bool = False, max_depth: int | None = None) -> str:
+    """`WITH RECURSIVE name(*carry, app_id, run_id, parent_run_id[, depth]) AS (...)`: the runs the
+    `seed` query selects, then all their descendants (with `up`, their ancestors) in the same app.
+
+    The one shape of every recursive trace query (a trace, subtree totals, a thread's runs, the
+    ancestry that cycle checks read). `seed` selects the same columns, plain SQL for both
+    databases, with `0` as depth when `max_depth` bounds the walk; `carry` columns (a root, a
+    thread) are copied from the seed row to every row it reaches. UNION drops repeated rows,
+    so without a depth column the walk also ends on a cycle.
+    """
+    from apps.tracing.models import Run
+
+    table = connection.ops.quote_name(Run._meta.db_table)
+    depth = ["depth"] if max_depth is not None else []
+    columns = ", ".join([*carry, "app_id", "run_id", "parent_run_id", *depth])
+    step = ", ".join(
+        [*(f"t.{c}" for c in carry), "r.app_id", "r.run_id", "r.parent_run_id", *(["t.depth + 1"] if depth else [])]
+    )
+    link = "r.run_id = t.parent_run_id" if up else "r.parent_run_id = t.run_id"
+    bound = f" WHERE t.depth < {int(max_depth)}" if depth else ""
+    return (
+        f"WITH RECURSIVE {name}({columns}) AS ({seed} UNION "
+        f"SELECT {step} FROM {table} r JOIN {name} t ON r.app_id = t.app_id AND {link}{bound})"
+    )

@@ -70,8 +70,8 @@ class EventSerializer(serializers.ModelSerializer):
 class TraceNodeSerializer(RunSerializer):
     """A run in a trace: its own tokens and cost, and the totals of its whole subtree."""
 
-    subtree_tokens = serializers.IntegerField(source="tree.subtree_tokens")
-    subtree_cost = serializers.DecimalField(source="tree.subtree_cost", **COST, coerce_to_string=False)
+    subtree_tokens = serializers.IntegerField()
+    subtree_cost = serializers.DecimalField(**COST, coerce_to_string=False)
     cost_row = serializers.SerializerMethodField()
     children = serializers.SerializerMethodField()
 
@@ -92,15 +92,15 @@ class TraceNodeSerializer(RunSerializer):
 
     def get_children(self, run) -> list[dict]:
         # The node shape, also when called from RunDetailSerializer (only the root has events).
-        return [TraceNodeSerializer.to_representation(self, child) for child in run.tree.children]
+        return [TraceNodeSerializer.to_representation(self, child) for child in run.children]
 
     def to_representation(self, run) -> dict:
         """The node and, recursively, its children: one dict per run, no serializer per node."""
         return {
             **run_dict(run, str(self.context["app"].public_id)),
             "cost_row": self.get_cost_row(run),
-            "subtree_tokens": run.tree.subtree_tokens,
-            "subtree_cost": float(run.tree.subtree_cost),
+            "subtree_tokens": run.subtree_tokens,
+            "subtree_cost": float(run.subtree_cost),
             "children": self.get_children(run),
         }
 
@@ -112,8 +112,8 @@ class FeedbackSerializer(serializers.ModelSerializer):
 
 
 class RunDetailSerializer(TraceNodeSerializer):
-    events = EventSerializer(source="tree.events", many=True)
-    feedback = FeedbackSerializer(source="tree.feedback", many=True)
+    events = EventSerializer(many=True)
+    feedback = FeedbackSerializer(many=True)
 
     class Meta(TraceNodeSerializer.Meta):
         fields = [*TraceNodeSerializer.Meta.fields, "events", "feedback"]
@@ -121,8 +121,8 @@ class RunDetailSerializer(TraceNodeSerializer):
     def to_representation(self, run) -> dict:
         return {
             **super().to_representation(run),
-            "events": EventSerializer(run.tree.events, many=True).data,
-            "feedback": FeedbackSerializer(run.tree.feedback, many=True).data,
+            "events": EventSerializer(run.events, many=True).data,
+            "feedback": FeedbackSerializer(run.feedback, many=True).data,
         }
 
 

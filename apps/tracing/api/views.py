@@ -9,9 +9,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from apps.tenancy.api.mixins import AppScopedMixin
 from apps.tenancy.api.schema import APP_ID, READ_ERRORS
-from apps.tenancy.scoping import requested_app
-from apps.tracing.api.pagination import KeysetPagination
+from apps.tracing.api.pagination import RunPagination
 from apps.tracing.api.serializers import (
     CompareRequestSerializer,
     RunDetailSerializer,
@@ -20,7 +20,7 @@ from apps.tracing.api.serializers import (
 )
 from apps.tracing.filters import RunFilterSet
 from apps.tracing.models import Run
-from apps.tracing.traces import cost_rows_for, differences, load_trace
+from apps.tracing.selectors import TraceNode, cost_rows_for, differences, load_trace, runs_of
 
 
 class RunFilterBackend(DjangoFilterBackend):
@@ -34,34 +34,17 @@ class RunFilterBackend(DjangoFilterBackend):
         return filterset.qs
 
 
-class RunViewSet(viewsets.GenericViewSet):
+class RunViewSet(AppScopedMixin, viewsets.GenericViewSet):
     """Runs of one app: the filtered list, one run with its trace, and a comparison of two runs."""
 
+    model, selector, body_actions = Run, runs_of, ("compare",)
     serializer_class = RunSerializer
     filterset_class = RunFilterSet
     filter_backends = [RunFilterBackend]
-    pagination_class = KeysetPagination
+    pagination_class = RunPagination
     lookup_field = "run_id"
     lookup_value_regex = "[^/]+"
     parser_classes = [JSONParser]
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Run.objects.none()
-        return Run.objects.filter(app=self.app).with_cost()
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action == "compare":
-            if not isinstance(request.data, dict):
-                raise ValidationError({"body": ['Must be a JSON object: {"run_id_a": ..., "run_id_b": ...}.']})
-            app_id = request.data.get("app_id")
-        else:
-            app_id = request.query_params.get("app_id")
-        self.app = requested_app(request, app_id)
-
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "app": self.app}
 
     @extend_schema(parameters=[APP_ID], responses={200: RunSerializer(many=True), **READ_ERRORS}, summary="List runs")
     def list(self, request):
@@ -94,7 +77,7 @@ class RunViewSet(viewsets.GenericViewSet):
         body = CompareRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         a, b = self._trace(body.validated_data["run_id_a"]), self._trace(body.validated_data["run_id_b"])
-        context = {**self.get_serializer_context(), "cost_rows": {**cost_rows_for(a), **cost_rows_for(b)}}
+        context = {**self.get_serializer_context(), "cost_rows": cost_rows_for(a, b)}
         return Response(
             {
                 "a": TraceNodeSerializer(a, context=context).data,
@@ -103,7 +86,7 @@ class RunViewSet(viewsets.GenericViewSet):
             }
         )
 
-    def _trace(self, run_id: str, with_events: bool = False) -> Run:
+    def _trace(self, run_id: str, with_events: bool = False) -> TraceNode:
         root = load_trace(self.app, run_id, with_events=with_events)
         if root is None:
             raise Http404(f"No run {run_id!r} in this app.")
