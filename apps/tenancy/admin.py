@@ -52,6 +52,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request, queryset) -> None:
         keys = list(queryset.filter(revoked_at__isnull=True))
-        for key in keys:  # one by one, not update(): saving a key drops it from the API's cache
+        for key in keys:  # one by one, not update(): revoke() drops the key from the API's cache
             key.revoke()
         self.message_user(request, f"Revoked {len(keys)} key(s).")

@@ -7,5 +7,4 @@ class TenancyConfig(AppConfig):
     verbose_name = "Tenancy"
 
     def ready(self) -> None:
-        from apps.tenancy import authentication  # noqa: F401  (connects the key cache's signal receivers)
         from apps.tenancy.api import schema  # noqa: F401  (registers the OpenAPI extension)

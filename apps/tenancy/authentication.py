@@ -6,11 +6,10 @@ import logging
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from redis.exceptions import RedisError
 from rest_framework import authentication, exceptions
 
+from apps.tenancy import keycache
 from apps.tenancy.models import ApiKey, hash_key
 
 logger = logging.getLogger(__name__)
@@ -22,11 +21,11 @@ def cached_key(raw_key: str) -> ApiKey | None:
     Every API request starts here, and the lookup (one query and three model instances)
     was a sixth of an ingestion request's time. Entries are found by the key's SHA-256
     only, so the cache never holds a secret; saving, revoking or deleting a key drops its
-    entry at once (`_forget_key`). Unknown keys are never cached.
+    entry at once (the models call `keycache.forget`). Unknown keys are never cached.
     """
     if not settings.OBSERVATORY_API_KEY_CACHE_SECONDS:
         return ApiKey.objects.for_raw_key(raw_key)
-    entry = _cache_entry(hash_key(raw_key))
+    entry = keycache.entry(hash_key(raw_key))
     try:
         key = cache.get(entry)
     except RedisError as exc:  # the cache is a shortcut: without it, ask the database
@@ -41,21 +40,9 @@ def cached_key(raw_key: str) -> ApiKey | None:
 
 def remember_key(key: ApiKey) -> None:
     try:
-        cache.set(_cache_entry(key.key_hash), key, settings.OBSERVATORY_API_KEY_CACHE_SECONDS)
+        cache.set(keycache.entry(key.key_hash), key, settings.OBSERVATORY_API_KEY_CACHE_SECONDS)
     except RedisError as exc:
         logger.warning("API key cache unavailable (%s)", exc)
-
-
-def _cache_entry(key_hash: str) -> str:
-    return f"apikey:{key_hash}"
-
-
-@receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="forget-cached-api-key")
-def _forget_key(sender, instance: ApiKey, **kwargs) -> None:
-    try:
-        cache.delete(_cache_entry(instance.key_hash))
-    except RedisError as exc:  # the entry expires on its own, within OBSERVATORY_API_KEY_CACHE_SECONDS
-        logger.warning("could not drop API key %s from the cache (%s)", instance.prefix, exc)
 
 
 class KeyUser:

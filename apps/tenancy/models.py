@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from apps.tenancy import keycache
+
 KEY_PREFIX = "obs_"
 # Visible part of a key, stored in clear for lookup and display ("obs_3fa9c1d2").
 DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -24,6 +26,12 @@ def default_retention_days() -> int | None:
     return settings.OBSERVATORY_DEFAULT_RETENTION_DAYS or None
 
 
+class OrganizationQuerySet(models.QuerySet):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with keycache.forgetting(ApiKey.objects.filter(organization__in=self.values("pk"))):
+            return super().delete()
+
+
 class Organization(models.Model):
     """A tenant: owns apps and keys; users see only the organizations they belong to."""
 
@@ -32,8 +40,14 @@ class Organization(models.Model):
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = OrganizationQuerySet.as_manager()
+
     def __str__(self) -> str:
         return self.name
+
+    def delete(self, *args, **kwargs) -> tuple[int, dict[str, int]]:
+        with keycache.forgetting(self.api_keys.all()):  # the cascade bypasses ApiKey.delete()
+            return super().delete(*args, **kwargs)
 
 
 class Membership(models.Model):
@@ -79,6 +93,10 @@ class AppQuerySet(models.QuerySet):
             return self.for_key(key)
         return self.for_user(user)
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with keycache.forgetting(ApiKey.objects.filter(app__in=self.values("pk"))):
+            return super().delete()
+
 
 class App(models.Model):
     """An instrumented application (the SDK's "project"); runs and threads belong to one app."""
@@ -109,6 +127,10 @@ class App(models.Model):
             self.slug = slugify(self.name)[:100] or "app"
         super().save(*args, **kwargs)
 
+    def delete(self, *args, **kwargs) -> tuple[int, dict[str, int]]:
+        with keycache.forgetting(self.api_keys.all()):  # the cascade bypasses ApiKey.delete()
+            return super().delete(*args, **kwargs)
+
 
 def hash_key(raw_key: str) -> str:
     # Keys carry 256 bits of randomness, so a fast hash is enough: there is nothing to
@@ -131,12 +153,18 @@ class ApiKeyQuerySet(models.QuerySet):
             return None
         return candidate
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        with keycache.forgetting(self):
+            return super().delete()
+
 
 class ApiKey(models.Model):
     """A secret that lets a client report events and read its organization's data.
 
     Only the SHA-256 of the key and its short public prefix are stored; the full key is
-    returned once by `ApiKey.issue` and never again.
+    returned once by `ApiKey.issue` and never again. Saving, revoking or deleting a key
+    drops its cached lookup (`keycache`), so a queryset `update()` must not change a
+    key's validity: revoke keys with `revoke()`.
     """
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
@@ -155,6 +183,15 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or self.app})"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        keycache.forget([self.key_hash])
+
+    def delete(self, *args, **kwargs) -> tuple[int, dict[str, int]]:
+        result = super().delete(*args, **kwargs)
+        keycache.forget([self.key_hash])
+        return result
 
     @property
     def is_active(self) -> bool:

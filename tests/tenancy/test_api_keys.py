@@ -6,7 +6,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from apps.tenancy.models import ApiKey, hash_key
+from apps.tenancy.models import ApiKey, App, Organization, hash_key
 from tests.conftest import key_client
 
 
@@ -99,20 +99,60 @@ def test_the_cache_still_records_use_once_a_minute(acme_app, key_cache):
     assert ApiKey.objects.get(pk=key.pk).last_used_at > first
 
 
-@pytest.mark.parametrize("how", ["revoke", "admin", "delete", "app deleted"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "revoke",
+        "admin revoke",
+        "delete",
+        "queryset delete",
+        "admin delete",
+        "app deleted",
+        "apps deleted",
+        "admin deletes the app",
+        "organization deleted",
+        "organizations deleted",
+    ],
+)
 def test_a_revoked_or_deleted_key_stops_working_at_once(acme_app, key_cache, admin_client, how):
     key, raw_key = ApiKey.issue(app=acme_app)
+    other_key, other_raw_key = ApiKey.issue(app=App.objects.create(organization=acme_app.organization, name="B"))
     client = key_client(raw_key)
     assert client.get("/api/apps/").status_code == 200  # now cached
+    selected = {"post": "yes", "_selected_action": [key.pk]}
     if how == "revoke":
         key.revoke()
-    elif how == "admin":
+    elif how == "admin revoke":
         admin_client.post("/admin/tenancy/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
     elif how == "delete":
         key.delete()
-    else:
+    elif how == "queryset delete":
+        ApiKey.objects.filter(pk=key.pk).delete()
+    elif how == "admin delete":
+        admin_client.post("/admin/tenancy/apikey/", {"action": "delete_selected", **selected})
+    elif how == "app deleted":
         acme_app.delete()
+    elif how == "apps deleted":
+        App.objects.filter(pk=acme_app.pk).delete()
+    elif how == "admin deletes the app":
+        admin_client.post(
+            "/admin/tenancy/app/", {"action": "delete_selected", "post": "yes", "_selected_action": [acme_app.pk]}
+        )
+    elif how == "organization deleted":
+        acme_app.organization.delete()
+    else:
+        Organization.objects.filter(pk=acme_app.organization_id).delete()
+    assert not ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).exists()
     assert client.get("/api/apps/").status_code == 401
+    other_alive = how not in {"organization deleted", "organizations deleted"}
+    assert (key_client(other_raw_key).get("/api/apps/").status_code == 200) is other_alive
+
+
+def test_keys_are_not_dropped_from_the_cache_by_signals():
+    from django.db.models.signals import post_delete, post_save
+
+    assert not post_save.has_listeners(ApiKey)
+    assert not post_delete.has_listeners(ApiKey)
 
 
 def test_unknown_keys_are_not_cached(acme_app, key_cache):
@@ -128,6 +168,6 @@ def test_without_redis_keys_are_looked_up_in_the_database(acme_app, key_cache):
     down = RedisError("Connection refused")
     with mock.patch.object(cache, "get", side_effect=down), mock.patch.object(cache, "set", side_effect=down):
         assert key_client(raw_key).get("/api/apps/").status_code == 200
-    with mock.patch.object(cache, "delete", side_effect=down):
+    with mock.patch.object(cache, "delete_many", side_effect=down):
         key.revoke()  # the entry would expire on its own
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None

@@ -258,17 +258,9 @@ class LLMCall:
         self.__exit__(exc_type, exc, tb)
 
 
-def llm_call(
-    model: str,
-    input: Any = None,
-    *,
-    name: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    tags: Sequence[str] | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> LLMCall:
-    """Record an LLM call around a block: ``with llm_call("gpt-4o", input=...) as call:``."""
-    return LLMCall(model, input, name=name, params=params, tags=tags, metadata=metadata)
+# `with llm_call("gpt-4o", input=...) as call:` records an LLM call around a block. The
+# class itself, under the name the README uses: one signature, nothing to keep in step.
+llm_call = LLMCall
 
 
 def record_llm_call(
