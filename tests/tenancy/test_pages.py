@@ -8,17 +8,6 @@ def test_pages_require_login(client, db, path):
     assert response["Location"].startswith("/login/")
 
 
-def test_home_lists_only_the_users_apps(client, alice, acme_app, globex_app, django_assert_num_queries):
-    client.force_login(alice)
-    # session, user, apps with their organizations
-    with django_assert_num_queries(3):
-        response = client.get("/")
-    assert response.status_code == 200
-    assert b"Support Bot" in response.content
-    assert b"Sales Bot" not in response.content
-    assert str(acme_app.public_id).encode() in response.content
-
-
 def test_login_and_logout(client, alice):
     response = client.post("/login/", {"username": "alice", "password": "password"})
     assert response.status_code == 302 and response["Location"] == "/"

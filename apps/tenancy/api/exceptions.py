@@ -6,11 +6,12 @@ from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
-def _flatten(detail, prefix: str = "") -> list[str]:
+def error_lines(detail, prefix: str = "") -> list[str]:
+    """A DRF error detail as "field: message" lines (the API's `error`; the pages show the same)."""
     if isinstance(detail, dict):
-        return [line for key, value in detail.items() for line in _flatten(value, f"{prefix}{key}: ")]
+        return [line for key, value in detail.items() for line in error_lines(value, f"{prefix}{key}: ")]
     if isinstance(detail, list):
-        return [line for item in detail for line in _flatten(item, prefix)]
+        return [line for item in detail for line in error_lines(item, prefix)]
     return [f"{prefix}{detail}"]
 
 
@@ -19,7 +20,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict):
-        response.data = {"error": "; ".join(_flatten(exc.detail)), "fields": exc.detail}
+        response.data = {"error": "; ".join(error_lines(exc.detail)), "fields": exc.detail}
     elif isinstance(exc, exceptions.APIException):
-        response.data = {"error": "; ".join(_flatten(exc.detail))}
+        response.data = {"error": "; ".join(error_lines(exc.detail))}
     return response
