@@ -216,3 +216,14 @@ def _propagate_to_children(app, parent_ids: set[str]) -> None:
     Run.objects.for_app(app).filter(missing, parent_run_id__in=parent_ids).update(
         **{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
     )
+
+
+# --- the Run page --------------------------------------------------------------------------------
+
+
+def set_saved(app, run_id: str, saved: bool) -> bool:
+    """Save or unsave a run (the Run page's button); False when `app` has no run `run_id`.
+
+    Only the flag changes: a later event of the run keeps it (merges never rewrite `saved`).
+    """
+    return Run.objects.for_app(app).filter(run_id=run_id).update(saved=saved) > 0
