@@ -54,3 +54,28 @@ def add_member(
         user.save()
     Membership.objects.update_or_create(organization=organization, user=user, defaults={"role": role})
     return user, created
+
+
+class MembershipError(Exception):
+    """A member cannot be added as asked (unknown user, already a member); the message says why."""
+
+
+@transaction.atomic
+def add_existing_member(*, organization: Organization, username: str, role: str = Membership.Role.MEMBER):
+    """Make an existing user a member of `organization` (the Settings page: it never creates users).
+
+    Unknown usernames and users who are already members are refused, so that a typo cannot
+    create an account and an owner cannot change someone's role by accident.
+    """
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise MembershipError(
+            f"There is no user “{username}”. Only existing accounts can be added: create it first, in the "
+            f"admin or with `manage.py add_member {organization.slug} <username> --password …` (which adds it too)."
+        )
+    membership, created = Membership.objects.get_or_create(
+        organization=organization, user=user, defaults={"role": role}
+    )
+    if not created:
+        raise MembershipError(f"{user.username} is already a member of {organization.name} ({membership.role}).")
+    return membership

@@ -1,16 +1,23 @@
 """Reads of threads: the threads of an app, and one thread as a conversation (its messages with their
-runs' latency, tokens, cost and feedback)."""
+runs' latency, tokens, cost and feedback); for the Threads page, a filtered keyset page of threads
+and the app's agent names."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from types import SimpleNamespace
 
-from django.db.models import Q
+from django.db import connection
+from django.db.models import Case, Count, OuterRef, Q, Subquery, When
+from django.db.models.functions import Coalesce
+from rest_framework.exceptions import ValidationError
 
+from apps.tenancy.api.pagination import KeysetPagination
+from apps.threads.filters import ThreadFilterSet
 from apps.threads.models import Thread, ThreadMessage
-from apps.tracing.models import Feedback
+from apps.tracing.models import Feedback, Rating
 from apps.tracing.selectors import subtree_totals
 
 
@@ -61,3 +68,80 @@ def _feedback_by_target(app, messages: list[ThreadMessage]) -> dict[tuple[str, s
         if item.run_id in run_ids:
             grouped[("run", item.run_id)].append(item)
     return grouped
+
+
+# --- the Threads page ------------------------------------------------------------------------------
+
+THREAD_ORDERING = "-ended_at"  # as GET /api/threads/ (ThreadViewSet.ordering)
+AGENT_CHOICES = 100
+
+
+@dataclass
+class ThreadPage:
+    threads: list[Thread]  # each with `.positive` and `.negative`: its feedback counts
+    next_cursor: str | None
+
+
+def page_of_threads(app, data) -> ThreadPage:
+    """One keyset page of the app's threads, most recent activity first, filtered by the API's own
+    ThreadFilterSet on `data` (a QueryDict of the API's parameters, `cursor` and `limit` included).
+
+    Paged by the API's KeysetPagination itself, so a cursor means the same on the page and in
+    the API. An invalid value raises the API's ValidationError (a 400 naming the parameter).
+    One query, whatever the page.
+    """
+    filterset = ThreadFilterSet(data, queryset=threads_of(app))
+    if not filterset.is_valid():
+        raise ValidationError(filterset.errors)
+    paginator = KeysetPagination()
+    rows = paginator.paginate_queryset(
+        _with_feedback_counts(filterset.qs),
+        SimpleNamespace(query_params=data),  # what the paginator reads of a request: `cursor`, `limit`
+        SimpleNamespace(ordering=THREAD_ORDERING),  # and of a view
+    )
+    return ThreadPage(rows, paginator.encode(paginator.last) if paginator.has_next else None)
+
+
+def _with_feedback_counts(threads):
+    """Annotate `positive` and `negative`: the feedback on the thread's messages or on their runs
+    (each feedback once), computed by subqueries for the rows of the page only, and only for
+    threads that have feedback at all."""
+    messages = ThreadMessage.objects.filter(thread=OuterRef(OuterRef("pk")))
+
+    def count(rating):
+        rated = (
+            Feedback.objects.for_app(OuterRef("app"))
+            .filter(rating=rating)
+            .filter(
+                Q(message_id__in=messages.filter(message_id__isnull=False).values("message_id"))
+                | Q(run_id__in=messages.filter(run_id__isnull=False).values("run_id"))
+            )
+            .order_by()
+            .values("app")
+            .annotate(n=Count("pk"))
+            .values("n")[:1]
+        )
+        return Case(When(has_feedback=True, then=Coalesce(Subquery(rated), 0)), default=0)
+
+    return threads.annotate(positive=count(Rating.POSITIVE), negative=count(Rating.NEGATIVE))
+
+
+def agents_of(app, limit: int = AGENT_CHOICES) -> list[str]:
+    """The app's distinct agent names, alphabetically, at most `limit`: the Threads page's agent choices.
+
+    A loose index scan on (app, agent, ...): one index probe per name, so it costs the same
+    with a thousand threads or ten million (a DISTINCT would read every thread of the app).
+    """
+    table = Thread._meta.db_table
+    sql = f"""
+        WITH RECURSIVE agents(name, n) AS (
+            SELECT (SELECT MIN(agent) FROM {table} WHERE app_id = %s), 1
+            UNION ALL
+            SELECT (SELECT MIN(agent) FROM {table} WHERE app_id = %s AND agent > agents.name), n + 1
+            FROM agents WHERE agents.name IS NOT NULL AND n < %s
+        )
+        SELECT name FROM agents WHERE name IS NOT NULL
+    """  # noqa: S608 - only the table name is formatted in
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [app.pk, app.pk, limit])
+        return [name for (name,) in cursor.fetchall()]
