@@ -2,10 +2,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# `PORT=8001 make run` (or `make run PORT=8001`) serves elsewhere; setup_local prints that URL.
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint worker beat clean
+.PHONY: run test lint worker beat clean screenshots
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -44,3 +45,7 @@ beat: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+
+# Screenshots of every page at 1280 px, from the browser tests (needs /usr/bin/chromium).
+screenshots: $(VENV)/.installed-dev
+	OBSERVATORY_SCREENSHOTS=docs/screenshots SECRET_KEY=$${SECRET_KEY:-test-only-not-secret} $(BIN)/pytest tests/browser

@@ -4,11 +4,26 @@ It lives in tracing, not costs, because saving a price reprices the runs (reques
 the models stay in costs, so the admin URLs and pages are unchanged (/admin/costs/modelcost/...).
 """
 
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import models, transaction
 
 from apps.costs.models import ModelCost, Recalculation
 from apps.tracing.repricing import request_recalculation
+
+
+def plain_decimal(value: Decimal) -> str:
+    """A price as a plain, trimmed decimal: "0.0025", "0.00000001", "0" — never "0E-8" or "1E+1"."""
+    return format(value.normalize(), "f")
+
+
+class PriceInput(forms.NumberInput):
+    """A price input that shows the stored value as a plain decimal (Django shows str(Decimal): "0E-8")."""
+
+    def format_value(self, value):
+        return plain_decimal(value) if isinstance(value, Decimal) else super().format_value(value)
 
 
 @admin.register(ModelCost)
@@ -22,6 +37,15 @@ class ModelCostAdmin(admin.ModelAdmin):
     search_fields = ["model", "provider"]
     ordering = ["provider", "model", "-valid_from"]
     actions = ["recalculate"]
+    formfield_overrides = {models.DecimalField: {"widget": PriceInput}}
+    empty_value_display = "—"
+
+    class Media:
+        css = {"all": ["admin/observatory.css"]}  # narrower inputs and filter, wrapping headers: fits 1280 px
+
+    def changelist_view(self, request, extra_context=None):
+        # The table needs the page's whole width at 1280 px: no app list beside it (Home is in the breadcrumbs).
+        return super().changelist_view(request, {"is_nav_sidebar_enabled": False, **(extra_context or {})})
 
     @admin.action(description="Recalculate the costs of runs of the selected models")
     def recalculate(self, request, queryset) -> None:

@@ -31,6 +31,32 @@ def test_the_list_shows_prices_and_searches(admin_client):
     assert b"gpt-4o" in page.content and b"claude" not in page.content
 
 
+def test_the_list_shows_prices_as_plain_decimals_and_saves_them_back(admin_client):
+    row = ModelCost.objects.create(
+        model="tiny", prompt_price=Decimal("0.00000001"), completion_price=0, cached_prompt_price=Decimal("12.5")
+    )
+    page = admin_client.get("/admin/costs/modelcost/")
+    html = page.content.decode()
+    # Stored as Decimal("1E-8") and Decimal("0E-8"): shown trimmed, never in scientific notation.
+    assert 'name="form-0-prompt_price" value="0.00000001"' in html
+    assert 'name="form-0-completion_price" value="0"' in html
+    assert 'name="form-0-cached_prompt_price" value="12.5"' in html
+    assert 'name="form-0-total_price" step' in html  # empty: no value
+    assert "E-" not in html and "E+" not in html
+    assert '<td class="field-valid_from nowrap">—</td>' in html
+    assert "admin/observatory.css" in html  # the styles that fit the table in 1280 px
+    assert 'id="nav-sidebar"' not in html
+
+    data = {
+        "form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(row.pk), "_save": "Save",
+        "form-0-prompt_price": "0.00000001", "form-0-completion_price": "0", "form-0-cached_prompt_price": "12.5",
+        "form-0-total_price": "",
+    }  # fmt: skip
+    assert admin_client.post("/admin/costs/modelcost/", data).status_code == 302
+    row.refresh_from_db()
+    assert (row.prompt_price, row.completion_price, row.cached_prompt_price) == (Decimal("1E-8"), 0, Decimal("12.5"))
+
+
 @pytest.mark.parametrize(
     "fields,field,message",
     [

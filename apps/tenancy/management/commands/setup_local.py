@@ -19,8 +19,16 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where the server will listen")
 
     def handle(self, *args, **options) -> None:
+        url = options["url"]
+        # The SDK reads these (flowxobservatory.config); the README's curl example uses them too.
+        api_url = f"export FLOWX_OBSERVATORY_API_URL={url.rstrip('/')}"
         if get_user_model().objects.filter(is_superuser=True).exists():
-            self.stdout.write("Existing installation found: keeping its data and accounts.")
+            self.stdout.write(
+                f"Existing installation found: keeping its data and accounts. Serving {url}\n"
+                f"  {api_url}\n"
+                "  The API key was shown on the first run; to make another one:\n"
+                "  export FLOWX_OBSERVATORY_API_KEY=$(DEBUG=true .venv/bin/python manage.py create_api_key demo)"
+            )
             return
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
@@ -35,6 +43,8 @@ class Command(BaseCommand):
         bar = "=" * 72
         self.stdout.write(
             f"\n{bar}\n  Observatory is set up. These are shown ONCE; store them now.\n\n"
-            f"  Log in at {options['url']}  user: admin   password: {password}\n"
-            f"  API key for app 'demo' ({app.public_id}):\n    {raw_key}\n{bar}\n"
+            f"  Log in at {url}  user: admin   password: {password}\n\n"
+            f"  API key for app 'demo' ({app.public_id}); paste into your shell:\n\n"
+            f"  export FLOWX_OBSERVATORY_API_KEY={raw_key}\n"
+            f"  {api_url}\n{bar}\n"
         )
