@@ -1,0 +1,90 @@
+"""A person's path through the pages, in headless Chromium against a live server (see conftest)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from apps.tenancy.models import ApiKey
+from apps.tracing.models import Run
+from tests.browser.conftest import log_in, screenshot
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_filter_llm_calls_by_status_and_search(page, alice, demo):
+    log_in(page, "alice")
+    page.goto("/")
+    llm_calls = Run.objects.for_app(demo).filter(type="llm").count()
+    assert page.locator("#calls-table tbody tr").count() == min(llm_calls, 50)
+    screenshot(page, "llm-calls")
+    page.goto("/?type=")  # every type: the demo's failures are tool and agent runs
+    errors = Run.objects.for_app(demo).filter(status="error").count()
+    assert errors
+    page.select_option("select[name=status]", "error")
+    page.wait_for_url(re.compile(r"status=error"))
+    page.wait_for_load_state("networkidle")
+    statuses = page.locator("#calls-table tbody .badge").all_inner_texts()
+    assert len(statuses) == min(errors, 50) and {s.strip().lower() for s in statuses} == {"error"}
+    page.fill("input[name=search]", "refund")
+    page.press("input[name=search]", "Enter")
+    page.wait_for_url(re.compile(r"search=refund"))
+    assert "status=error" in page.url
+
+
+def test_open_a_trace_select_a_span_and_save_it(page, alice, demo):
+    root = Run.objects.for_app(demo).filter(parent_run_id=None, type="agent").order_by("-started_at").first()
+    child = Run.objects.for_app(demo).filter(parent_run_id=root.run_id).first()
+    log_in(page, "alice")
+    page.goto(f"/runs/{root.run_id}/?app={demo.public_id}")
+    screenshot(page, "run")
+    page.click(f"[data-span='{child.run_id}']")
+    page.wait_for_url(re.compile(rf"span={re.escape(child.run_id)}"))
+    assert child.name in page.inner_text("#span-detail")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("button:has-text('Unsave')")
+    saved = page.request.get(f"/api/run/?app_id={demo.public_id}&saved=true").json()["results"]
+    assert root.run_id in [r["run_id"] for r in saved]  # (the demo saves a few traces of its own)
+
+
+def test_open_a_thread(page, alice, demo):
+    log_in(page, "alice")
+    page.goto("/threads/")
+    screenshot(page, "threads")
+    page.click("tbody a >> nth=0")
+    page.wait_for_url(re.compile(r"/threads/\d+/"))
+    assert page.locator(".bubble").count() >= 1
+    screenshot(page, "thread")
+
+
+def test_create_a_key_then_revoke_it(page, alice, acme_app):
+    log_in(page, "alice")
+    page.goto("/settings/")
+    page.fill("form[action$='/settings/keys/'] input[name=name]", "from the browser")
+    page.click("form[action$='/settings/keys/'] button:has-text('Create key')")
+    raw = page.inner_text("#new-key-value").strip()
+    assert raw.startswith("obs_")
+    screenshot(page, "settings")
+    report = {"events": [{"name": "llm_call", "run_id": "from-browser", "model": "m"}]}
+    headers = {"Authorization": f"Bearer {raw}"}
+    assert page.request.post("/api/report", data=report, headers=headers).status == 200
+    page.goto("/settings/")
+    assert raw not in page.content()  # shown once
+    key = ApiKey.objects.get(name="from the browser")
+    revoke = f"form[action$='/settings/keys/{key.pk}/revoke/']"
+    page.click(f"details:has({revoke}) summary")
+    page.click(f"{revoke} button")
+    page.wait_for_load_state()
+    assert page.request.post("/api/report", data=report, headers=headers).status == 401
+
+
+def test_an_outsider_gets_404(page, bob, demo):
+    run = Run.objects.for_app(demo).first()
+    log_in(page, "bob")
+    for path in (
+        f"/runs/{run.run_id}/?app={demo.public_id}",
+        f"/?app={demo.public_id}",
+        f"/threads/?app={demo.public_id}",
+    ):
+        assert page.goto(path).status == 404, path
