@@ -212,7 +212,8 @@ def timed(client: HttpClient, path: str, repeat: int) -> dict:
         client_ms.append(reply.ms)
         if reply.server_ms is not None:
             server_ms.append(reply.server_ms)
-    body = first.json() if first.status == 200 else None
+    is_json = first.headers.get("content-type", "").startswith("application/json")
+    body = first.json() if first.status == 200 and is_json else None
     error = None if statuses == {200} else f"HTTP {sorted(statuses)}: {first.body[:200].decode(errors='replace')}"
     return {
         "status": first.status,

@@ -135,6 +135,13 @@ class Run(models.Model):
                 fields=["app", "status", "-started_at"], name="run_app_unfinished", condition=~Q(status="success")
             ),
             models.Index(fields=["app", "parent_run_id"], name="run_app_parent"),
+            # Root runs of one type (root=true on LLM Calls, whose default is type=llm): in an
+            # agent app LLM calls are rarely roots, and walking every LLM run to find none took 0.5 s.
+            models.Index(
+                fields=["app", "type", "-started_at", "-id"],
+                name="run_app_root_type_started",
+                condition=Q(parent_run_id__isnull=True),
+            ),
             models.Index(fields=["app", "thread_id"], name="run_app_thread", condition=Q(thread_id__isnull=False)),
             models.Index(fields=["app", "-started_at"], name="run_app_saved", condition=Q(saved=True)),
             models.Index(

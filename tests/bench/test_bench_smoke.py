@@ -11,7 +11,7 @@ import json
 import pytest
 from django.db import connection
 
-from bench import ingest, query
+from bench import ingest, pages, query
 
 
 @pytest.mark.django_db(transaction=True)
@@ -157,3 +157,19 @@ def test_ingest_fails_when_every_request_fails(live_server, acme_key, monkeypatc
             url=live_server.url, key=acme_key, concurrencies=[1], batch_sizes=[10], seconds=0.3,
             warmup_seconds=0, copy=False, json_path=tmp_path / "ingest.json", quiet=True,
         )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pages_times_llm_calls_every_single_filter_the_run_page_and_threads(live_server, acme_app, acme_key, tmp_path):
+    result = pages.run(
+        url=live_server.url, key=acme_key, runs=200, repeat=2, trace_spans=30, json_path=tmp_path / "pages.json",
+        quiet=True,
+    )  # fmt: skip
+
+    measured = {p["page"]: p for p in result["pages"]}
+    assert len(measured) == len(pages.SINGLE_FILTERS) + 3  # the filters, a next page, the run page, threads
+    assert not result["summary"]["errors"], [(p["page"], p.get("error")) for p in result["pages"]]
+    assert measured["LLM Calls: next page"]["status"] == 200
+    assert measured["run page (30 spans)"]["bytes"] > 10_000
+    assert all(p["server_p95_ms"] is not None for p in result["pages"])
+    assert "run page p95" in pages.report(result)
