@@ -261,7 +261,7 @@ def page_of_runs(app, params) -> RunPage:
     a cursor from either works in the other. Invalid values raise the API's ValidationError,
     with its messages, in its order: the filters first, then `limit`, then `cursor`. One query.
     """
-    filterset = RunFilterSet(params, queryset=runs_of(app))
+    filterset = RunFilterSet(params, queryset=runs_of(app), app=app)
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
     ordering = filterset.requested_ordering

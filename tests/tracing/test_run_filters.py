@@ -102,6 +102,27 @@ def test_each_filter(acme_client, runs, query, expected):
     assert ids(acme_client, query) == expected
 
 
+COST_QUERIES = [
+    "max_cost=0.01", "min_cost=0.01", "type=llm&max_cost=0.01", "model=claude&min_cost=0.01",
+    "min_cost=0.005&max_cost=0.02&ordering=-latency_s", "type=llm&max_cost=0.001&ordering=total_tokens",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", COST_QUERIES)
+def test_cost_bounds_list_the_same_runs_whether_few_or_many_match(acme_client, runs, query, monkeypatch):
+    few = ids(acme_client, query)  # at most COST_PROBE match: listed by their ids
+    assert few
+    monkeypatch.setattr("apps.tracing.filters.COST_PROBE", 0)  # as if too many matched: the ordinary plan
+    assert ids(acme_client, query) == few
+
+
+def test_a_cost_bound_that_nothing_matches_costs_one_query_beyond_the_key(acme_client, runs, django_assert_num_queries):
+    acme_client.get("/api/run/")  # the key's last_used_at is written once a minute
+    # the key, then the cost probe; no match, so no runs query at all
+    with django_assert_num_queries(2):
+        assert ids(acme_client, "type=llm&min_cost=100") == []
+
+
 def test_search_can_be_limited_to_names_agents_and_models(acme_client, acme_app, settings):
     settings.OBSERVATORY_SEARCH_CHARS_PER_FIELD = 0
     ingest(acme_app, {"name": "llm_call", "run_id": "n1", "model": "acme-gpt", "input": "Where is my parcel?",

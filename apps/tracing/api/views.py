@@ -26,6 +26,9 @@ from apps.tracing.selectors import TraceNode, cost_rows_for, differences, load_t
 class RunFilterBackend(DjangoFilterBackend):
     """Also hands the validated ordering to the view, for the keyset paginator."""
 
+    def get_filterset_kwargs(self, request, queryset, view):
+        return {**super().get_filterset_kwargs(request, queryset, view), "app": getattr(view, "app", None)}
+
     def filter_queryset(self, request, queryset, view):
         filterset = self.get_filterset(request, queryset, view)
         if not filterset.is_valid():
