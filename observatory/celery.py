@@ -1,11 +1,28 @@
-"""The Celery app: the standard Django recipe (settings under the CELERY_ namespace)."""
+"""The Celery app: the standard Django recipe (settings under the CELERY_ namespace), and the beat schedule."""
 
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
+
+from django.conf import settings  # noqa: E402 - after the settings module is named
 
 app = Celery("observatory")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The beat schedule: one static dict, each entry explained. Times are UTC (CELERY_TIMEZONE); run
+# exactly one `celery -A observatory beat` (README, Production).
+app.conf.beat_schedule = {
+    # Queued events are normally applied as soon as a request queues them; this catches any
+    # whose task was lost (a worker killed mid-task, Redis restarted).
+    "assemble-pending-events": {"task": "apps.ingestion.tasks.assemble_pending_task", "schedule": 10.0},
+    # Retention, daily at OBSERVATORY_RETENTION_HOUR:00 (default 03:00): deletes what is older than
+    # each app's retention_days, keeping saved traces (docs/RETENTION.md). Safe if two ever run.
+    "purge-expired": {
+        "task": "apps.tracing.tasks.purge_expired_task",
+        "schedule": crontab(minute=0, hour=settings.OBSERVATORY_RETENTION_HOUR),
+    },
+}

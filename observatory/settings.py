@@ -118,12 +118,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
-# The beat schedule: one static dict, each entry explained.
-CELERY_BEAT_SCHEDULE: dict = {
-    # Queued events are normally applied as soon as a request queues them; this catches any
-    # whose task was lost (a worker killed mid-task, Redis restarted).
-    "assemble-pending-events": {"task": "apps.ingestion.tasks.assemble_pending_task", "schedule": 10.0},
-}
+# The beat schedule is in observatory/celery.py.
 
 # --- Auth, i18n, static --------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -211,6 +206,10 @@ OBSERVATORY_ASSEMBLY_BATCH = env_int("OBSERVATORY_ASSEMBLY_BATCH", 2000, minimum
 OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD", 2000, minimum=0)
 # Retention for new apps, in days; 0 = keep forever.
 OBSERVATORY_DEFAULT_RETENTION_DAYS = env_int("OBSERVATORY_DEFAULT_RETENTION_DAYS", 30, minimum=0)
+# The hour (UTC, 0-23) at which Celery beat starts the daily retention job (docs/RETENTION.md).
+OBSERVATORY_RETENTION_HOUR = env_int("OBSERVATORY_RETENTION_HOUR", 3, minimum=0)
+if OBSERVATORY_RETENTION_HOUR > 23:
+    raise ImproperlyConfigured(f"OBSERVATORY_RETENTION_HOUR={OBSERVATORY_RETENTION_HOUR} must be at most 23")
 
 LOGGING = {
     "version": 1,

@@ -17,8 +17,9 @@ from apps.costs.pricing import PriceBook, Usage
 from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
 from apps.tracing.events import EventIn, by_app, of_kind
 from apps.tracing.models import Feedback, Run, RunCost
+from apps.tracing.retention import protected_run_ids, run_batches
 from apps.tracing.services import RunIds
-from apps.tracing.sql import run_tree, upsert
+from apps.tracing.sql import run_tree, try_advisory_lock, upsert
 
 MESSAGE_COLUMNS = [
     "thread", "app", "dedup_key", "message_id", "role", "content", "preview", "timestamp", "run_id",
@@ -257,3 +258,146 @@ def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
                 before = totals.get(thread_pk, (0, Decimal(0)))
                 totals[thread_pk] = (before[0] + int(tokens), before[1] + Decimal(str(cost)))
     return totals
+
+
+# --- retention (tracing.retention, docs/RETENTION.md) ---------------------------------------------
+
+# Conversations per transaction of the purge: it holds their advisory locks and those of the runs
+# their messages link (PostgreSQL's lock table is shared by every transaction: keep it small).
+THREADS_PER_BATCH = 200
+
+
+def purge_expired_messages(app, cutoff, *, dry_run: bool = False, batch_size: int = 5000, tally) -> None:
+    """Delete the app's messages older than `cutoff` that no saved trace protects, with their feedback;
+    delete the threads left without messages and refresh the aggregates of the others.
+
+    A message is protected when its run is in the trace of a saved run (tracing.retention.
+    protected_run_ids): it stays, and so does its thread. Threads are walked by their last
+    activity (the `thread_app_activity` index) from the oldest, THREADS_PER_BATCH (at most
+    `batch_size`) per transaction; a conversation that an ingestion batch is writing is left for
+    the next purge (`_conversations_being_written`). Counts go to `tally`.
+    """
+    size = max(1, min(THREADS_PER_BATCH, batch_size))
+
+    def step(cursor):
+        threads = Thread.objects.for_app(app).filter(started_at__lt=cutoff)
+        if cursor is not None:
+            threads = threads.filter(ended_at__gte=cursor[0]).exclude(ended_at=cursor[0], pk__lte=cursor[1])
+        rows = list(
+            threads.order_by("ended_at", "pk").values_list(
+                "pk", "ended_at", "thread_id", "agent", "user_id", "user_email"
+            )[:size]
+        )
+        if not rows:
+            return {}, None
+        pks = {row[0] for row in rows}
+        if not dry_run:
+            pks -= _conversations_being_written(app, rows)
+        return _purge_messages_of(app, cutoff, pks, dry_run=dry_run), (rows[-1][1], rows[-1][0])
+
+    run_batches(app, step, dry_run=dry_run, tally=tally)
+
+
+def _conversations_being_written(app, rows) -> set[int]:
+    """Lock the threads of `rows` for this transaction as ingestion would; the pks of those it holds.
+
+    An ingestion batch refreshes a thread when it adds a message (holding the conversation's lock)
+    and when it writes a run that a message of the thread links (holding only that run's lock):
+    both are taken here, without waiting, so that no refresh computed before the purge's
+    deletions is written after them. The threads whose locks another transaction holds are left.
+    """
+    names = {pk: {_conversation_lock_name(app, thread_id, agent, user_id or user_email)}
+             for pk, _, thread_id, agent, user_id, user_email in rows}  # fmt: skip
+    linked = ThreadMessage.objects.filter(thread__in=names, run_id__isnull=False).values_list("thread_id", "run_id")
+    for pk, run_id in linked.distinct():
+        names[pk].add(f"run:{app.pk}:{run_id}")  # the name tracing.services.run_lock_names gives it
+    held = try_advisory_lock(set().union(*names.values()))
+    return {pk for pk, wanted in names.items() if wanted & held}
+
+
+def _conversation_lock_name(app, thread_id: str | None, agent: str | None, user: str | None) -> str:
+    """The advisory lock name that `chat_lock_names` gives an ingestion batch adding to this conversation."""
+    return f"thread:{app.pk}:{thread_id}" if thread_id else f"window:{app.pk}:{agent}:{user}"
+
+
+def _purge_messages_of(app, cutoff, thread_pks: set[int], *, dry_run: bool) -> dict[str, int]:
+    if not thread_pks:
+        return {}
+    messages = list(
+        ThreadMessage.objects.filter(thread__in=thread_pks, timestamp__lt=cutoff).values_list(
+            "pk", "thread_id", "run_id", "message_id"
+        )
+    )
+    protected = protected_run_ids(app, {run_id for _, _, run_id, _ in messages})
+    doomed = [(pk, thread, message_id) for pk, thread, run_id, message_id in messages if run_id not in protected]
+    if not doomed:
+        return {}
+    doomed_pks = [pk for pk, _, _ in doomed]
+    touched = {thread for _, thread, _ in doomed}
+    # Feedback on a doomed message goes with it, unless it also rates a run that stays (it goes with
+    # that run) or another message, kept, has the same message id.
+    feedback = (
+        Feedback.objects.for_app(app)
+        .filter(message_id__in={message_id for _, _, message_id in doomed if message_id})
+        .filter(
+            Q(run_id__isnull=True) | ~Exists(Run.objects.filter(app=app, run_id=OuterRef("run_id"))),
+            ~Exists(
+                ThreadMessage.objects.filter(app=app, message_id=OuterRef("message_id")).exclude(pk__in=doomed_pks)
+            ),
+        )
+    )
+    counts = {"messages": len(doomed)}
+    if dry_run:
+        counts["feedback"] = feedback.count()
+        left = dict(
+            ThreadMessage.objects.filter(thread__in=touched).exclude(pk__in=doomed_pks)
+            .values("thread").annotate(n=Count("pk")).values_list("thread", "n")
+        )  # fmt: skip
+        counts["threads_deleted"] = len(touched - left.keys())
+        counts["threads_refreshed"] = len(touched & left.keys())
+        return counts
+    counts["feedback"] = feedback.delete()[0]  # one DELETE each: nothing refers to feedback or messages
+    ThreadMessage.objects.filter(pk__in=doomed_pks).delete()
+    gone = _delete_empty_threads(touched)
+    refresh_threads(touched - gone)
+    counts["threads_deleted"], counts["threads_refreshed"] = len(gone), len(touched - gone)
+    return counts
+
+
+def _delete_empty_threads(thread_pks: set[int]) -> set[int]:
+    """Delete those of these threads that have no message left (one statement); their pks."""
+    table, messages = connection.ops.quote_name(Thread._meta.db_table), ThreadMessage._meta.db_table
+    ids = ", ".join(["%s"] * len(thread_pks))
+    sql = (
+        f"DELETE FROM {table} WHERE id IN ({ids}) "  # noqa: S608 - table names and placeholders only
+        f"AND NOT EXISTS (SELECT 1 FROM {messages} m WHERE m.thread_id = {table}.id) RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(thread_pks))
+        return {row[0] for row in cursor.fetchall()}
+
+
+def refresh_threads_of_purged_runs(app, run_ids: set[str], *, cutoff, dry_run: bool = False) -> dict[str, int]:
+    """After the retention purge deleted these runs: refresh the threads whose messages linked them.
+
+    Their expired messages are gone already (purge_expired_messages runs first); what is left links
+    the runs from a message younger than the cutoff, whose thread's totals counted the run's tokens.
+    In the purge's transaction, holding the conversations' advisory locks (as ingestion does); a
+    conversation an ingestion batch holds is left to that batch, which refreshes it once the purge
+    has committed (it may be waiting for a run the purge holds: waiting for it would deadlock).
+    """
+    linked = ThreadMessage.objects.for_app(app).filter(run_id__in=run_ids)
+    if dry_run:  # the expired messages are still there: count the threads the refresh would reach
+        linked = linked.filter(timestamp__gte=cutoff)
+    threads = list(
+        Thread.objects.filter(pk__in=set(linked.values_list("thread_id", flat=True))).values_list(
+            "pk", "thread_id", "agent", "user_id", "user_email"
+        )
+    )
+    if threads and not dry_run:
+        names = {pk: _conversation_lock_name(app, thread_id, agent, user_id or user_email)
+                 for pk, thread_id, agent, user_id, user_email in threads}  # fmt: skip
+        held = try_advisory_lock(names.values())
+        threads = [row for row in threads if names[row[0]] not in held]
+        refresh_threads({pk for pk, *_ in threads})
+    return {"threads_refreshed": len(threads)} if threads else {}

@@ -68,6 +68,7 @@ class RunState:
     user_props: dict | None = None
     thread_id: str | None = None
     saved: bool = False
+    saved_at: datetime | None = None
     positive_feedback: bool = False
     negative_feedback: bool = False
     input: Any = None

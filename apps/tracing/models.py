@@ -102,6 +102,9 @@ class Run(models.Model):
     user_props = models.JSONField(null=True, blank=True)
     thread_id = models.CharField(max_length=128, null=True, blank=True)
     saved = models.BooleanField(default=False)
+    # When the run was last saved (None while it is not): set with `saved` by tracing.services,
+    # never by a merge. What protects a run from retention is `saved`, not this.
+    saved_at = models.DateTimeField(null=True, blank=True)
     # Whether any feedback on the run (or on a thread message linked to it) is positive /
     # negative; kept by the ingestion path so the feedback filters can use an index.
     positive_feedback = models.BooleanField(default=False)
@@ -144,6 +147,10 @@ class Run(models.Model):
             ),
             models.Index(fields=["app", "thread_id"], name="run_app_thread", condition=Q(thread_id__isnull=False)),
             models.Index(fields=["app", "-started_at"], name="run_app_saved", condition=Q(saved=True)),
+            # The dataset export's keyset pages (id > last, by id) and the saved runs admin (newest
+            # save first): only saved runs are in them, so they cost nothing to runs that are not.
+            models.Index(fields=["app", "id"], name="run_app_saved_id", condition=Q(saved=True)),
+            models.Index(fields=["-saved_at", "-id"], name="run_saved_at", condition=Q(saved=True)),
             models.Index(
                 fields=["app", "-started_at"],
                 name="run_app_feedback",
@@ -177,6 +184,15 @@ class Run(models.Model):
         if self.status == Status.STARTED and timezone.now() - self.started_at > TIMEOUT_AFTER:
             return "timed_out"
         return self.status
+
+
+class SavedRun(Run):
+    """Saved runs, for their page in the Django admin (tracing.admin.SavedRunAdmin): the same rows."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "saved run"
+        verbose_name_plural = "saved runs"
 
 
 class RunCost(models.Model):

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from apps.costs.pricing import PriceBook
 from apps.tenancy.models import App
@@ -26,10 +27,11 @@ COST_COLUMNS = ["run", "app", "type", "model", "started_at", "prompt_tokens", "c
                 "cached_prompt_tokens", "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
 FEEDBACK_COLUMNS = ["app", "run_id", "message_id", "rating", "comment", "timestamp", "dedup_key"]
 # Every column but the primary key. A merge rewrites all of them but these: the conflict
-# target, created_at, and the flags that other statements set (saved, feedback) — a batch
-# that merged from an older read must not undo them.
+# target, created_at, and the flags that other statements set (saved and saved_at, feedback) —
+# a batch that merged from an older read must not undo them.
 RUN_COLUMNS = ["app", "run_id", *(f.name for f in Run._meta.concrete_fields if f.name not in ("id", "app", "run_id"))]
-RUN_UPDATE = [c for c in RUN_COLUMNS[2:] if c not in ("created_at", "saved", "positive_feedback", "negative_feedback")]
+SET_ELSEWHERE = ("created_at", "saved", "saved_at", "positive_feedback", "negative_feedback")
+RUN_UPDATE = [c for c in RUN_COLUMNS[2:] if c not in SET_ELSEWHERE]
 RUN_ATTNAMES = [Run._meta.get_field(name).attname for name in RUN_COLUMNS[1:]]
 
 # Run ids of each app: what the steps of one batch hand on to the next.
@@ -200,11 +202,12 @@ def mark_run_feedback(feedback: Sequence[EventIn], *others: RunIds) -> None:
 
 
 def _mark_saved(app, run_ids: set[str]) -> None:
-    """Set `saved` on runs that have a saved event, whichever of the two arrived first."""
+    """Set `saved` (and `saved_at`: now) on runs that have a saved event, whichever of the two arrived first."""
     if not run_ids:
         return
     has_saved_event = Exists(Event.objects.for_app(app).filter(run_id=OuterRef("run_id"), name="saved"))
-    Run.objects.for_app(app).filter(run_id__in=run_ids, saved=False).filter(has_saved_event).update(saved=True)
+    unsaved = Run.objects.for_app(app).filter(run_id__in=run_ids, saved=False).filter(has_saved_event)
+    unsaved.update(saved=True, saved_at=timezone.now())
 
 
 def _propagate_to_children(app, parent_ids: set[str]) -> None:
@@ -224,6 +227,15 @@ def _propagate_to_children(app, parent_ids: set[str]) -> None:
 def set_saved(app, run_id: str, saved: bool) -> bool:
     """Save or unsave a run (the Run page's button); False when `app` has no run `run_id`.
 
-    Only the flag changes: a later event of the run keeps it (merges never rewrite `saved`).
+    Only the flag and its time change: a later event of the run keeps them (merges never
+    rewrite `saved` or `saved_at`). Saving a saved run keeps the time it was first saved.
     """
-    return Run.objects.for_app(app).filter(run_id=run_id).update(saved=saved) > 0
+    runs = Run.objects.for_app(app).filter(run_id=run_id)
+    if not saved:
+        return runs.update(saved=False, saved_at=None) > 0
+    return runs.update(saved=True, saved_at=Coalesce("saved_at", Value(timezone.now()))) > 0
+
+
+def unsave_runs(runs) -> int:
+    """Unsave the saved runs among `runs` (a Run queryset: the saved runs admin's selection); how many."""
+    return Run.objects.filter(pk__in=runs.order_by().values("pk"), saved=True).update(saved=False, saved_at=None)

@@ -173,3 +173,32 @@ def test_pages_times_llm_calls_every_single_filter_the_run_page_and_threads(live
     assert measured["run page (30 spans)"]["bytes"] > 10_000
     assert all(p["server_p95_ms"] is not None for p in result["pages"])
     assert "run page p95" in pages.report(result)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_deletes_the_expired_runs_under_load_and_keeps_saved_traces(live_server, acme_app, acme_key, tmp_path):
+    from bench import purge
+
+    result = purge.run(
+        url=live_server.url, key=acme_key, runs=500, seconds=0.5, json_path=tmp_path / "purge.json", quiet=True
+    )
+
+    fill, deleted = result["fill"], result["purge"]["deleted"]
+    assert fill["runs"] == 500 and fill["events"] == 1000
+    assert fill["saved_traces"] == 5 and fill["before"]["protected_expired"] >= 5 * 5
+    assert 450 < fill["before"]["expired"] < 500  # retention 1 day of a 90-day spread
+    assert (
+        deleted["runs"]
+        == fill["expected_purged"]["runs"]
+        == fill["before"]["expired"] - fill["before"]["protected_expired"]
+    )
+    assert deleted["events"] == fill["expected_purged"]["events"]
+    assert result["checks"] and all(result["checks"].values()), result["checks"]
+    after = result["after_counts"]
+    assert after["expired"] == after["protected_expired"] == fill["before"]["protected_expired"]
+    assert after["protected_events"] == fill["before"]["protected_events"] > 0
+    assert result["summary"]["ingestion_errors"] == 0 and result["summary"]["all_verified"]
+    assert result["during"] and all(lv["verified"] == "OK" for lv in result["during"])
+    assert result["summary"]["ratio"] > 0 and result["purge"]["seconds"] > 0
+    assert "ingestion during the purge" in purge.report(result)
+    assert json.loads((tmp_path / "purge.json").read_text())["purge"]["deleted"]["runs"] == deleted["runs"]

@@ -85,3 +85,8 @@ def test_the_browsable_api_opens_in_a_browser(client, alice, acme_app, url, how)
     assert response.status_code == 200, response.content[:2000]
     assert response["Content-Type"].startswith("text/html")
     assert b"<script>alert(1)</script>" not in response.content
+
+
+def test_a_404_has_the_api_error_shape(acme_client, both):
+    response = acme_client.get("/api/run/no-such-run/")
+    assert response.status_code == 404 and response.json() == {"error": "No run 'no-such-run' in this app."}

@@ -9,6 +9,9 @@ htmx: the filter form, the sort headers, the presets and the pager swap #calls-t
 (the `table` partial). A request from a link also carries the refreshed form out of band, so
 the form never holds a stale ordering or time range; the form's own requests and the live
 poll leave the form alone (the user may be typing in it).
+
+With `saved=true` the table offers the dataset export of what it lists (GET
+/api/datasets/export, docs/DATASETS.md): links built from the same filters, no query.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ SORTABLE = [("started_at", "Started"), ("latency_s", "Duration"), ("total_tokens
 STATUSES = [("", "Any status"), ("success", "Success"), ("error", "Error"), ("started", "Started"),
             ("timed_out", "Timed out")]  # fmt: skip
 FEEDBACK = [("", "Any feedback"), ("positive", "👍 Positive"), ("negative", "👎 Negative")]
+# What the page's URL holds that is not a filter of the dataset export (GET /api/datasets/export).
+NOT_EXPORT_FILTERS = {"app", "range", "live", "cursor", "limit", "ordering", "saved"}
 MICRO_DOLLAR = Decimal("0.000001")
 WIDE = Context(prec=60)  # costs reach 10^24: quantizing to 6 decimals needs more than the default 28 digits
 
@@ -139,7 +144,17 @@ def listing(app, state) -> dict:
         "clear_url": page_url(
             {name: state[name] for name in ("app", "live") if name in state}, type="" if default_view else None
         ),
+        "export_urls": export_urls(state, data) if param(state, "saved") in ("true", "1") and not errors else None,
     }
+
+
+def export_urls(state, data) -> dict[str, str]:
+    """The dataset export of the saved runs the page lists, by format: the page's filters as the
+    FilterSet reads them (`data`: the default type, `range` as `from`), `app` as `app_id`."""
+    filters = [(name, value) for name in PARAMS if name not in NOT_EXPORT_FILTERS for value in data.getlist(name)]
+    query = [("app_id", param(state, "app")), *filters]
+    base = reverse("dataset-export")
+    return {fmt: f"{base}?{urlencode([*query, ('format', fmt)])}" for fmt in ("jsonl", "openai")}
 
 
 def filter_data(state) -> dict:
