@@ -14,7 +14,8 @@ starts), in this order:
 Never deleted: a saved run and every run in its trace (its ancestors up to the root and all the
 root's descendants); a run named by a stored `saved` event counts as saved (that event may have
 come before its run). See `protected_run_ids`. Left for the next purge: runs with queued events
-(worker assembly is applying them) and, on PostgreSQL, runs another transaction has locked.
+(worker assembly is applying them) and, on PostgreSQL, runs an ingestion batch holds (its run
+advisory lock, taken here without waiting) or another transaction has a row lock on.
 
 Concurrency: each batch takes the app's transaction-scoped advisory lock without waiting; a purge
 that finds it taken leaves the app to the one holding it (`PurgeResult.busy`). Every batch is
@@ -43,7 +44,9 @@ from apps.tracing.sql import run_tree, try_advisory_lock
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2_000  # runs (or events) per transaction: bounds how long rows and run locks are held
+# Runs (or events) per transaction: bounds how long their rows stay locked, and how many advisory
+# locks one transaction holds in PostgreSQL's lock table, which all transactions share.
+BATCH_SIZE = 2_000
 # Run ids per trace query. PostgreSQL guesses a recursive walk yields ten times its seed rows:
 # from a few hundred it probes the (app, run_id) and (app, parent_run_id) indexes; from 5,000 it
 # hashed the whole run table at each step (1.2 s instead of ~20 ms at 1,000,000 runs).
@@ -165,8 +168,10 @@ def protected_run_ids(app: App, run_ids: Iterable[str | None]) -> set[str]:
     """Those of `run_ids` that must be kept: in the trace of a saved run, or themselves saved.
 
     The trace of a run is its root (the top of its ancestors) and all the root's descendants;
-    a trace is protected when one of its runs is saved or named by a stored `saved` event. A run
-    id without a run is protected when a `saved` event names it (a message may link a run whose
+    a trace is protected when one of its runs is saved. A stored run's `saved` flag decides (the
+    ingestion sets it from a `saved` event whichever arrives first, and Unsave clears it, so an
+    unsaved run is not kept by its old event). A run id without a run is protected when a
+    `saved` event names it (a message may link a run whose
     events have not arrived). Runs whose ancestry reaches no root (a parent cycle, which ingestion
     refuses) are protected too: the purge never deletes what it cannot place. Two recursive
     queries (sql.run_tree) per PROTECT_CHUNK run ids; none when the app has nothing saved.
@@ -181,7 +186,7 @@ def protected_run_ids(app: App, run_ids: Iterable[str | None]) -> set[str]:
 
 
 def _protected(app: App, wanted: set[str]) -> set[str]:
-    run, event = _table(Run), _table(Event)
+    run = _table(Run)
     condition, params = _in("run_id", wanted, "text")
     seed = f"SELECT app_id, run_id, parent_run_id FROM {run} WHERE app_id = %s AND {condition}"  # noqa: S608
     up = f"""{run_tree("up", seed, up=True)}
@@ -209,9 +214,7 @@ def _protected(app: App, wanted: set[str]) -> set[str]:
         down = f"""{run_tree("down", seed, carry=["root"])}
             SELECT d.run_id, CASE WHEN d.root IN (
                 SELECT s.root FROM down s JOIN {run} r ON r.app_id = s.app_id AND r.run_id = s.run_id
-                WHERE r.saved OR EXISTS (
-                    SELECT 1 FROM {event} e WHERE e.app_id = s.app_id AND e.run_id = s.run_id AND e.name = 'saved'
-                )
+                WHERE r.saved
             ) THEN 1 ELSE 0 END
             FROM down d WHERE {is_wanted}"""  # noqa: S608 - table names and placeholders only
         for run_id, saved_trace in _fetch(down, [app.pk, *root_params, *wanted_params]):

@@ -234,12 +234,15 @@ def test_a_saved_event_before_its_run_protects_the_run_as_its_events_arrive(acme
     assert ThreadMessage.objects.count() == 1 and Event.objects.filter(name="saved").count() == 1
 
 
-def test_a_stored_saved_event_protects_even_if_the_flag_is_not_set(acme_app):
+def test_a_run_saved_by_an_event_then_unsaved_is_no_longer_kept(acme_app):
+    from apps.tracing.services import set_saved
+
     retention(acme_app, 30)
     saved_trace(acme_app)
-    Run.objects.update(saved=False)  # as if the flag had been lost: the stored event still counts
+    for run in Run.objects.filter(saved=True):
+        set_saved(acme_app, run.run_id, False)  # Unsave (run page, admin): its old `saved` event no longer counts
     purge(acme_app)
-    assert run_ids() == TREE
+    assert run_ids() == set()
 
 
 def test_protection_reaches_runs_kept_for_their_age_and_missing_parents(acme_app):
