@@ -7,6 +7,7 @@ import zlib
 from dataclasses import dataclass
 
 import orjson
+from django.conf import settings
 
 
 class BatchRejected(Exception):
@@ -81,3 +82,15 @@ def parse_body(data: bytes, max_events: int) -> ParsedBody:
     if len(events) > max_events:
         raise BodyTooLarge(f"{len(events)} events is more than the limit of {max_events} per request")
     return ParsedBody(events=events, lenient=lenient)
+
+
+def read_body(request) -> bytes:
+    """The request body, decompressed, within OBSERVATORY_MAX_BODY_BYTES (else BodyTooLarge)."""
+    limit = settings.OBSERVATORY_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BatchRejected("Content-Length is not a number") from None
+    if length > limit:
+        raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
+    return decompress(request.body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit)

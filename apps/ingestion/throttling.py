@@ -1,4 +1,4 @@
-"""Per-key request rate limit for /api/report, counted in the shared cache (Redis in production)."""
+"""Per-key request rate limit for ingestion (per app for legacy ingestion), counted in the shared cache."""
 
 from __future__ import annotations
 
@@ -19,19 +19,26 @@ class ApiKeyRateThrottle(BaseThrottle):
     """
 
     def allow_request(self, request, view) -> bool:
-        limit = settings.OBSERVATORY_RATE_LIMIT_PER_MINUTE
-        if not limit or request.auth is None:
+        if request.auth is None:
             return True
-        window = int(time.time()) // WINDOW_S
-        self.window_ends = (window + 1) * WINDOW_S
-        cache_key = f"ratelimit:report:{request.auth.pk}:{window}"
-        cache.add(cache_key, 0, timeout=WINDOW_S * 2)
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # evicted between add and incr
-            cache.set(cache_key, 1, timeout=WINDOW_S * 2)
-            count = 1
-        return count <= limit
+        allowed, self.window_ends = within_limit(f"report:{request.auth.pk}")
+        return allowed
 
     def wait(self) -> float:
         return max(1.0, self.window_ends - time.time())
+
+
+def within_limit(identity: str) -> tuple[bool, int]:
+    """(whether one more request of `identity` fits this minute's limit, when the minute ends)."""
+    limit = settings.OBSERVATORY_RATE_LIMIT_PER_MINUTE
+    window = int(time.time()) // WINDOW_S
+    if not limit:
+        return True, (window + 1) * WINDOW_S
+    cache_key = f"ratelimit:{identity}:{window}"
+    cache.add(cache_key, 0, timeout=WINDOW_S * 2)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # evicted between add and incr
+        cache.set(cache_key, 1, timeout=WINDOW_S * 2)
+        count = 1
+    return count <= limit, (window + 1) * WINDOW_S

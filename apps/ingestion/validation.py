@@ -270,6 +270,21 @@ def _read_feedback(event: EventIn, raw: dict, now: datetime) -> None:
         raise EventInvalid("rating: must be 'positive' or 'negative'")
     event.rating = rating
     event.comment = _string(raw.get("comment"), "comment", 10_000)
+    score = _object(raw.get("score"), "score")
+    if score is not None:
+        event.score_name = _string(score.get("name"), "score.name", 200)
+        value = score.get("value")
+        if value is not None and not isinstance(value, bool | str) and _number_or_none(value) is None:
+            raise EventInvalid(f"score.value: expected a number, a boolean or a string, got {_type_name(value)}")
+        if isinstance(value, str) and len(value) > 200:
+            raise EventInvalid("score.value: longer than 200 characters")
+        event.score_value = value
+
+
+def _number_or_none(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def _read_custom(event: EventIn, raw: dict, now: datetime) -> None:

@@ -19,9 +19,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "organization", "public_id", "retention_days"]
+    list_display = ["name", "slug", "organization", "public_id", "retention_days", "legacy_ingestion"]
     list_select_related = ["organization"]
-    list_filter = ["organization"]
+    list_filter = ["organization", "legacy_ingestion"]
     search_fields = ["name", "slug", "public_id"]
     readonly_fields = ["public_id", "created_at"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 
 from django.conf import settings
@@ -77,6 +79,9 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         raw_key = raw_key.strip()
         if not raw_key:
             raise exceptions.AuthenticationFailed("Authorization header has no key after 'Bearer'.")
+        return self.authenticate_key(raw_key)
+
+    def authenticate_key(self, raw_key: str) -> tuple[KeyUser, ApiKey]:
         key = cached_key(raw_key)
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
@@ -87,3 +92,28 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) with `WWW-Authenticate: Bearer` when no credentials are given.
         return self.keyword
+
+
+class BasicKeyAuthentication(BearerKeyAuthentication):
+    """Our key as the password of HTTP Basic (the user name is ignored), after Bearer in a view's list.
+
+    For clients that can only send Basic: the Langfuse SDK sends its public and secret keys
+    that way, so `LANGFUSE_SECRET_KEY=<our key>` is all it needs.
+    """
+
+    keyword = "Basic"
+
+    def authenticate(self, request) -> tuple[KeyUser, ApiKey] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            _, _, password = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise exceptions.AuthenticationFailed("Authorization: Basic credentials are not valid base64.") from None
+        if not password:
+            raise exceptions.AuthenticationFailed(
+                "Authorization: Basic credentials have no password: send the key there."
+            )
+        return self.authenticate_key(password)

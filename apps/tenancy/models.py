@@ -27,6 +27,10 @@ def default_retention_days() -> int | None:
 
 
 class OrganizationQuerySet(models.QuerySet):
+    def legacy_ingestion(self, public_ids: set[str]) -> AppQuerySet:
+        """Of these app ids (canonical UUID text), the apps that take events without a key (docs/INTEROP.md)."""
+        return self.filter(public_id__in=public_ids, legacy_ingestion=True) if public_ids else self.none()
+
     def delete(self) -> tuple[int, dict[str, int]]:
         with keycache.forgetting(ApiKey.objects.filter(organization__in=self.values("pk"))):
             return super().delete()
@@ -93,6 +97,10 @@ class AppQuerySet(models.QuerySet):
             return self.for_key(key)
         return self.for_user(user)
 
+    def legacy_ingestion(self, public_ids: set[str]) -> AppQuerySet:
+        """Of these app ids (canonical UUID text), the apps that take events without a key (docs/INTEROP.md)."""
+        return self.filter(public_id__in=public_ids, legacy_ingestion=True) if public_ids else self.none()
+
     def delete(self) -> tuple[int, dict[str, int]]:
         with keycache.forgetting(ApiKey.objects.filter(app__in=self.values("pk"))):
             return super().delete()
@@ -110,6 +118,14 @@ class App(models.Model):
         blank=True,
         default=default_retention_days,
         help_text="Runs older than this many days are deleted (saved runs are kept). Empty: keep forever.",
+    )
+    legacy_ingestion = models.BooleanField(
+        "legacy ingestion by app id",
+        default=False,
+        help_text=(
+            "Accept events without an API key when they name this app's id, as the LLMonitor SDK sends them. "
+            "The app id is not a secret: anyone who knows it can report to this app."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -152,6 +168,10 @@ class ApiKeyQuerySet(models.QuerySet):
         if candidate is None or not hmac.compare_digest(candidate.key_hash, hash_key(raw_key)):
             return None
         return candidate
+
+    def legacy_ingestion(self, public_ids: set[str]) -> AppQuerySet:
+        """Of these app ids (canonical UUID text), the apps that take events without a key (docs/INTEROP.md)."""
+        return self.filter(public_id__in=public_ids, legacy_ingestion=True) if public_ids else self.none()
 
     def delete(self) -> tuple[int, dict[str, int]]:
         with keycache.forgetting(self):

@@ -55,6 +55,8 @@ class EventIn:
     message_id: str | None = None
     rating: str | None = None
     comment: str | None = None
+    score_name: str | None = None
+    score_value: Any = None
     # Filled in by the pipeline once the app is resolved.
     app: Any = None
     dedup_key: str = ""

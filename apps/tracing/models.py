@@ -314,6 +314,10 @@ class Feedback(models.Model):
     message_id = models.CharField(max_length=128, null=True, blank=True)
     rating = models.CharField(max_length=10, choices=Rating.choices)
     comment = models.TextField(blank=True, default="")
+    # A score as another tool gave it (a Langfuse score: numeric, boolean or categorical);
+    # `rating` is what it means as a thumb (docs/INTEROP.md).
+    score_name = models.CharField(max_length=200, blank=True, default="")
+    score_value = models.JSONField(null=True, blank=True)
     timestamp = models.DateTimeField()
     dedup_key = models.CharField(max_length=64)
 

@@ -322,3 +322,9 @@ def run_choices(app) -> RunChoices:
         models=sorted(found["models"]),
         tags=tags[:CHOICES_LIMIT],
     )
+
+
+def trace_root_id(app, *, prefix: str) -> str | None:
+    """The run id of the earliest root run whose id starts with `prefix` (an OTLP trace's `<trace id>-`)."""
+    roots = Run.objects.for_app(app).filter(run_id__startswith=prefix, parent_run_id__isnull=True)
+    return roots.order_by("started_at").values_list("run_id", flat=True).first()

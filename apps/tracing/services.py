@@ -25,7 +25,17 @@ MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
 COST_COLUMNS = ["run", "app", "type", "model", "started_at", "prompt_tokens", "completion_tokens",
                 "cached_prompt_tokens", "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
-FEEDBACK_COLUMNS = ["app", "run_id", "message_id", "rating", "comment", "timestamp", "dedup_key"]
+FEEDBACK_COLUMNS = [
+    "app",
+    "run_id",
+    "message_id",
+    "rating",
+    "comment",
+    "score_name",
+    "score_value",
+    "timestamp",
+    "dedup_key",
+]
 # Every column but the primary key. A merge rewrites all of them but these: the conflict
 # target, created_at, and the flags that other statements set (saved and saved_at, feedback) —
 # a batch that merged from an older read must not undo them.
@@ -175,7 +185,11 @@ def _write_costs(app, states: dict[str, RunState], pks: dict[str, int]) -> None:
 
 def apply_feedback_events(feedback: Sequence[EventIn]) -> None:
     """Store each new feedback; the flags on runs and threads follow (mark_run_feedback, threads)."""
-    rows = [(e.app.pk, e.run_id, e.message_id, e.rating, e.comment or "", e.timestamp, e.dedup_key) for e in feedback]
+    rows = [
+        (e.app.pk, e.run_id, e.message_id, e.rating, e.comment or "", e.score_name or "", e.score_value, e.timestamp,
+         e.dedup_key)
+        for e in feedback
+    ]  # fmt: skip
     upsert(Feedback, FEEDBACK_COLUMNS, rows, conflict=["app", "dedup_key"])
 
 

@@ -11,7 +11,7 @@ MAX_RETENTION_DAYS = 36500  # a hundred years: anything longer is "keep forever"
 
 
 class AppSettingsForm(forms.ModelForm):
-    """An app's name and retention; empty or 0 days keeps its runs forever."""
+    """An app's name, retention (empty or 0 days keeps its runs forever) and legacy ingestion by app id."""
 
     retention_days = forms.IntegerField(
         required=False,
@@ -24,7 +24,8 @@ class AppSettingsForm(forms.ModelForm):
 
     class Meta:
         model = App
-        fields = ["name", "retention_days"]
+        fields = ["name", "retention_days", "legacy_ingestion"]
+        labels = {"legacy_ingestion": "Accept events by app id, without a key (LLMonitor SDK)"}
 
     def __init__(self, *args, **kwargs):
         instance = kwargs.get("instance")

@@ -7,8 +7,9 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
+from apps.ingestion.api.interop import legacy_report
 from apps.ingestion.api.serializers import BatchResultSerializer, ReportSerializer
-from apps.ingestion.parsing import BatchRejected, BodyTooLarge, decompress, parse_body
+from apps.ingestion.parsing import BatchRejected, parse_body, read_body
 from apps.ingestion.services import ingest_batch
 from apps.ingestion.throttling import ApiKeyRateThrottle
 from apps.tenancy.api.schema import ErrorSerializer
@@ -23,6 +24,8 @@ class ReportView(APIView):
     """POST /api/report: a batch of events (SPEC §2). Thin: read body -> parse -> ingest -> answer."""
 
     authentication_classes = [BearerKeyAuthentication]
+    # Without a key, only apps with legacy ingestion by app id (the LLMonitor SDK) take events.
+    permission_classes: list = []
     throttle_classes = [ApiKeyRateThrottle]
     parser_classes = [JSONParser]  # for the schema: the body is read and parsed below, faster
 
@@ -58,20 +61,12 @@ class ReportView(APIView):
         summary="Report a batch of events",
     )
     def post(self, request) -> HttpResponse:
+        if request.auth is None:
+            return legacy_report(request)
         try:
-            body = self._read_body(request)
+            body = read_body(request)
             parsed = parse_body(body, settings.OBSERVATORY_MAX_BATCH_EVENTS)
         except BatchRejected as exc:
             return _json({"error": exc.message}, exc.status)
         result = ingest_batch(app=request.auth.app, raw_events=parsed.events, lenient=parsed.lenient)
         return _json(result.as_json(), 207 if result.errors else 200)
-
-    def _read_body(self, request) -> bytes:
-        limit = settings.OBSERVATORY_MAX_BODY_BYTES
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise BatchRejected("Content-Length is not a number") from None
-        if length > limit:
-            raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
-        return decompress(request.body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit)

@@ -19,6 +19,14 @@ class BearerKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+class BasicKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.tenancy.authentication.BasicKeyAuthentication"
+    name = "basicKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic", "description": "Any user name, the API key as the password."}
+
+
 class ErrorSerializer(serializers.Serializer):
     """`{"error": "field: message"}`, as apps.tenancy.api.exceptions writes every API error."""
 

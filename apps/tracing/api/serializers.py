@@ -108,7 +108,7 @@ class TraceNodeSerializer(RunSerializer):
 class FeedbackSerializer(serializers.ModelSerializer):
     class Meta:
         model = Feedback
-        fields = ["rating", "comment", "message_id", "timestamp"]
+        fields = ["rating", "comment", "score_name", "score_value", "message_id", "timestamp"]
 
 
 class RunDetailSerializer(TraceNodeSerializer):
