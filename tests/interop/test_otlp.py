@@ -151,10 +151,8 @@ def test_langfuse_attributes_over_basic_auth(client, acme_key):
         "session.id": "sess-1", "langfuse.observation.input": '{"question": "Q"}',
     }  # fmt: skip
     basic = base64.b64encode(f"pk-lf-anything:{acme_key}".encode()).decode()
-    response = post(
-        client, "protobuf", span(ROOT, "answer", attributes=trace), span(CHAT, "llm", parent=ROOT, attributes=attributes),
-        path="/api/public/otel/v1/traces", HTTP_AUTHORIZATION=f"Basic {basic}",
-    )  # fmt: skip
+    spans = [span(ROOT, "answer", attributes=trace), span(CHAT, "llm", parent=ROOT, attributes=attributes)]
+    response = post(client, "protobuf", *spans, path="/api/public/otel/v1/traces", HTTP_AUTHORIZATION=f"Basic {basic}")
     assert partial_success(response) == (0, "")
     root, generation = run(run_id(ROOT)), run(run_id(CHAT))
     assert (root.tags, root.metadata["plan"], root.user_id, root.thread_id) == (["beta"], "pro", "u-3", "sess-1")
