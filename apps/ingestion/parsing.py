@@ -24,6 +24,10 @@ class BodyTooLarge(BatchRejected):
     status = 413
 
 
+class LengthRequired(BatchRejected):
+    status = 411
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedBody:
     events: list
@@ -85,12 +89,26 @@ def parse_body(data: bytes, max_events: int) -> ParsedBody:
 
 
 def read_body(request) -> bytes:
-    """The request body, decompressed, within OBSERVATORY_MAX_BODY_BYTES (else BodyTooLarge)."""
+    """The request body, decompressed, within OBSERVATORY_MAX_BODY_BYTES (else BodyTooLarge).
+
+    A chunked body (no Content-Length, as OpenTelemetry's JavaScript exporter sends) is read
+    from the WSGI input when the server de-chunks it and says so (`wsgi.input_terminated`:
+    gunicorn); Django's own development server cannot, which is a 411 naming the fix.
+    """
     limit = settings.OBSERVATORY_MAX_BODY_BYTES
+    meta = request.META
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         raise BatchRejected("Content-Length is not a number") from None
     if length > limit:
         raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
-    return decompress(request.body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit)
+    if not meta.get("CONTENT_LENGTH") and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not meta.get("wsgi.input_terminated"):
+            raise LengthRequired("a chunked body needs a server that de-chunks it (gunicorn); send Content-Length")
+        body = meta["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise BodyTooLarge(f"body is larger than the limit of {limit} bytes")
+    else:
+        body = request.body
+    return decompress(body, meta.get("HTTP_CONTENT_ENCODING", ""), limit)

@@ -1,6 +1,12 @@
 from django.urls import path
 
-from apps.ingestion.api.interop import LangfuseIngestionView, LangfuseScoresView, LunaryIngestView, OtlpTracesView
+from apps.ingestion.api.interop import (
+    LangfuseIngestionView,
+    LangfuseScoresView,
+    LunaryIngestView,
+    LunaryScoreView,
+    OtlpTracesView,
+)
 from apps.ingestion.api.views import ReportView
 
 urlpatterns = [
@@ -13,4 +19,5 @@ urlpatterns = [
     path("api/public/scores", LangfuseScoresView.as_view(), name="langfuse-scores"),
     path("api/public/ingestion", LangfuseIngestionView.as_view(), name="langfuse-ingestion"),
     path("v1/runs/ingest", LunaryIngestView.as_view(), name="lunary-ingest"),
+    path("v1/runs/<str:run_id>/score", LunaryScoreView.as_view(), name="lunary-score"),
 ]

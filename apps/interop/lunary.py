@@ -9,10 +9,13 @@ Lunary's look like UUIDs with random version bits, LLMonitor's are decimal strin
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from apps.interop.ratings import rating_of
+from apps.tracing.selectors import run_exists
 
 PHASES = {"start": "start", "end": "end", "error": "error"}
 ROLES = {"user": "user", "assistant": "assistant", "ai": "assistant", "bot": "assistant", "system": "system",
@@ -111,7 +114,7 @@ def _run(raw: dict, common: dict, run_type: str, phase: str) -> dict:
         event["metadata"] = {"agent": name, **event["metadata"]}
     for field in ("input", "output"):
         if raw.get(field) is not None:
-            event[field] = raw[field]
+            event[field] = _messages(raw[field])
     if raw.get("tags") is not None:
         event["tags"] = raw["tags"]
     usage = raw.get("tokensUsage")
@@ -172,6 +175,39 @@ def _feedback(raw: dict, common: dict) -> dict:
     if comment is not None:
         raise EventInvalid("feedback: a comment without a thumb; send {thumb: up|down, comment}")
     raise EventInvalid("feedback: expected thumb up or down")
+
+
+def _messages(value: Any) -> Any:
+    """LLMonitor's messages `{role, text, function_call: null, tool_calls: null}` as `{role, content}`;
+    anything else as it is."""
+    if isinstance(value, dict) and "role" in value and "text" in value and "content" not in value:
+        message = {"role": value["role"], "content": value["text"]}
+        return message | {key: item for key, item in value.items() if item is not None and key not in ("role", "text")}
+    if isinstance(value, list):
+        return [_messages(item) if isinstance(item, dict) else item for item in value]
+    return value
+
+
+def score_event(run_id: str, body: Any, *, key: str, app) -> dict:
+    """Feedback for `lunary.score(run_id, label, value, comment)`: PATCH /v1/runs/<run_id>/score.
+
+    The SDK sends the run id as the caller wrote it, while its events carry
+    `uuid(sha256(run_id + key))`: the score goes to that run unless a run `run_id` exists.
+    """
+    if not isinstance(body, dict):
+        raise EventInvalid("body: expected an object {label, value, comment}")
+    label, value = body.get("label"), body.get("value")
+    if not isinstance(label, str) or not label:
+        raise EventInvalid("label: required")
+    rating = rating_of(value)
+    if rating is None:
+        raise EventInvalid(f"value: {str(value)[:40]!r} does not say positive or negative (docs/INTEROP.md)")
+    if not run_exists(app, run_id):
+        run_id = str(uuid.UUID(hashlib.sha256(f"{run_id}{key}".encode()).hexdigest()[:32]))
+    event = {"name": "feedback", "run_id": run_id, "rating": rating, "score": {"name": label, "value": value}}
+    if body.get("comment") is not None:
+        event["comment"] = str(body["comment"])
+    return event
 
 
 def _timestamp(value: Any) -> Any:

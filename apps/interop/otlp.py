@@ -29,7 +29,7 @@ SPAN_KIND_NAMES = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KI
 STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 MAX_ATTRIBUTE_DEPTH = 8
 # google.rpc.Code values for the error body of each HTTP status (OTLP/HTTP "Failures").
-RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}
 
 
 class RequestInvalid(Exception):

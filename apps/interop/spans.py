@@ -94,8 +94,10 @@ def span_events(span: Span) -> list[dict]:
     _model_and_tokens(attrs, event, metadata)
     _people_and_thread(attrs, event)
     agent = attrs.take("gen_ai.agent.name") or (attrs.peek("gen_ai.tool.name") if run_type == "tool" else None)
+    if agent is None and run_type == "agent":
+        agent = span.name or None
     if agent is None and not span.parent_span_id:
-        agent = attrs.peek("langfuse.trace.name") or span.resource.get("service.name")
+        agent = attrs.peek("langfuse.trace.name") or _service_name(span.resource)
     if agent is not None:
         metadata["agent"] = str(agent)
     event["input"], event["output"] = _input(attrs), _output(attrs)
@@ -109,6 +111,12 @@ def span_events(span: Span) -> list[dict]:
     event["metadata"] = metadata
     event = {key: value for key, value in event.items() if value is not None and value != []}
     return [event, *_chat_messages(event, span)]
+
+
+def _service_name(resource: dict[str, Any]) -> str | None:
+    """The resource's `service.name`, unless it is the SDK's `unknown_service:<language>` default."""
+    name = resource.get("service.name")
+    return None if not isinstance(name, str) or name.startswith("unknown_service") else name
 
 
 # --- attributes ---------------------------------------------------------------------------
@@ -136,12 +144,13 @@ class _Attributes:
         return {key[len(prefix) :]: self.values.pop(key) for key in keys}
 
     def take_indexed(self, prefix: str) -> list[dict[str, Any]]:
-        """`prefix.0.message.role=…, prefix.0.message.content=…` as `[{"role": …, "content": …}]`."""
+        """`prefix.0.message.role=…, prefix.0.message.content=…` as `[{"role": …, "content": …}]`
+        (and OpenInference's `retrieval.documents.0.document.*` as `[{"id": …, "content": …}]`)."""
         items: dict[int, dict[str, Any]] = {}
         for rest, value in self.take_prefixed(prefix + ".").items():
             index, _, path = rest.partition(".")
             if index.isdigit() and path:
-                items.setdefault(int(index), {})[path.removeprefix("message.")] = value
+                items.setdefault(int(index), {})[path.removeprefix("message.").removeprefix("document.")] = value
         return [items[index] for index in sorted(items)]
 
     def rest(self) -> dict[str, Any]:
@@ -297,6 +306,7 @@ def _input(attrs: _Attributes) -> Any:
 def _output(attrs: _Attributes) -> Any:
     candidates = [
         _messages(attrs.take("gen_ai.output.messages")),
+        attrs.take_indexed("retrieval.documents") or None,
         attrs.take_indexed("llm.output_messages") or None,
         attrs.take_indexed("gen_ai.completion") or None,
         _json(attrs.take("langfuse.observation.output")),

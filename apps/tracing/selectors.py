@@ -328,3 +328,7 @@ def trace_root_id(app, *, prefix: str) -> str | None:
     """The run id of the earliest root run whose id starts with `prefix` (an OTLP trace's `<trace id>-`)."""
     roots = Run.objects.for_app(app).filter(run_id__startswith=prefix, parent_run_id__isnull=True)
     return roots.order_by("started_at").values_list("run_id", flat=True).first()
+
+
+def run_exists(app, run_id: str) -> bool:
+    return Run.objects.for_app(app).filter(run_id=run_id).exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from decimal import Decimal
 
 import orjson
@@ -134,3 +136,25 @@ def test_401_without_a_key(client, acme_app):
 def test_413_over_the_batch_limit(acme_client, settings):
     settings.OBSERVATORY_MAX_BATCH_EVENTS = 3
     assert "limit" in ingest(acme_client, events(), expect=413)["error"]
+
+
+def test_lunary_score_rates_the_run_its_sdk_named(acme_client, acme_key):
+    ingest(acme_client, events())
+    response = acme_client.patch(f"/v1/runs/{LLM}/score", {"label": "relevance", "value": 0.2}, format="json")
+    assert response.status_code == 200, response.content
+    feedback = Feedback.objects.get(score_name="relevance")
+    assert (feedback.run_id, feedback.rating, feedback.score_value) == (LLM, "negative", 0.2)
+    # The SDK sends the id its caller wrote; its events carry uuid(sha256(id + key)).
+    hashed = str(uuid.UUID(hashlib.sha256(f"raw-id{acme_key}".encode()).hexdigest()[:32]))
+    acme_client.patch("/v1/runs/raw-id/score", {"label": "ok", "value": True, "comment": "fine"}, format="json")
+    assert Feedback.objects.get(score_name="ok").run_id == hashed
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [({"value": 1}, "label: required"), ({"label": "x", "value": "maybe"}, "value: 'maybe'"), ([1], "body:")],
+)
+def test_bad_lunary_scores(acme_client, body, message):
+    response = acme_client.patch(f"/v1/runs/{LLM}/score", body, format="json")
+    assert response.status_code == 400 and response.json()["message"].startswith(message)
+    assert not Feedback.objects.exists()

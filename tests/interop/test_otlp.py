@@ -4,6 +4,7 @@ the one ingestion pipeline; protobuf and JSON, gzip or not, Bearer or Basic; OTL
 from __future__ import annotations
 
 import base64
+import io
 from decimal import Decimal
 
 import orjson
@@ -288,3 +289,14 @@ def test_503_with_retry_after_when_the_database_fails(acme_client, monkeypatch):
 def test_another_organizations_key_writes_to_its_own_app(globex_client, globex_app, acme_app):
     post(globex_client, "protobuf", span(ROOT))
     assert run(run_id(ROOT)).app == globex_app
+
+
+def test_a_chunked_body_needs_a_server_that_dechunks_it(acme_client):
+    body = protobuf(span(ROOT, "chunked"))
+    chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(body)}
+    response = acme_client.post("/v1/traces", body, content_type="application/x-protobuf", **chunked)
+    assert response.status_code == 411
+    assert "gunicorn" in status_pb2.Status.FromString(response.content).message
+    chunked["wsgi.input"], chunked["wsgi.input_terminated"] = io.BytesIO(body), True  # what gunicorn says
+    response = acme_client.post("/v1/traces", body, content_type="application/x-protobuf", **chunked)
+    assert partial_success(response) == (0, "") and run(run_id(ROOT)).run_name == "chunked"

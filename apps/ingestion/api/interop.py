@@ -160,6 +160,31 @@ class LunaryIngestView(APIView):
         return _json(body, 207 if rejected else 200)
 
 
+class LunaryScoreView(APIView):
+    """PATCH /v1/runs/<run_id>/score: `lunary.score(run_id, label, value, comment)`, as feedback on the run."""
+
+    authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
+    throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, 400: ErrorSerializer, 401: ErrorSerializer},
+        summary="Score a Lunary run (stored as feedback)",
+        tags=["interop"],
+    )
+    def patch(self, request, run_id: str) -> HttpResponse:
+        try:
+            body = _document(read_body(request))
+            event = lunary.score_event(run_id, body, key=_raw_key(request), app=request.auth.app)
+        except BatchRejected as exc:
+            return _message_error(exc.message, exc.status)
+        except lunary.EventInvalid as exc:
+            return _message_error(str(exc), 400)
+        errors = ingest_batch(app=request.auth.app, raw_events=[event]).errors
+        return _message_error(errors[0], 400) if errors else _json({}, 200)
+
+
 class LangfuseScoresView(APIView):
     """POST /api/public/scores: one Langfuse score, as feedback on the run it is about."""
 
@@ -178,11 +203,11 @@ class LangfuseScoresView(APIView):
             score = _document(read_body(request))
             event = langfuse.score_event(score, request.auth.app)
         except BatchRejected as exc:
-            return _langfuse_error(exc.message, exc.status)
+            return _message_error(exc.message, exc.status)
         except langfuse.ScoreInvalid as exc:
-            return _langfuse_error(str(exc), exc.status)
+            return _message_error(str(exc), exc.status)
         errors = ingest_batch(app=request.auth.app, raw_events=[event]).errors
-        return _langfuse_error(errors[0], 400) if errors else _json({"id": event["id"]}, 200)
+        return _message_error(errors[0], 400) if errors else _json({"id": event["id"]}, 200)
 
 
 class LangfuseIngestionView(APIView):
@@ -213,7 +238,7 @@ class LangfuseIngestionView(APIView):
                     f"{len(items)} items is more than the limit of {settings.OBSERVATORY_MAX_BATCH_EVENTS}"
                 )
         except BatchRejected as exc:
-            return _langfuse_error(exc.message, exc.status)
+            return _message_error(exc.message, exc.status)
         ids, events, errors = [], [], []
         for item in items:
             item_id = str(item.get("id", "")) if isinstance(item, dict) else ""
@@ -274,6 +299,12 @@ def _app_id(raw) -> str | None:
         return None
 
 
+def _raw_key(request) -> str:
+    """The key as the client sent it (Lunary's SDK derives its run ids from it)."""
+    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 def _document(body: bytes):
     try:
         return orjson.loads(body)
@@ -281,8 +312,8 @@ def _document(body: bytes):
         raise BatchRejected(f"body is not valid JSON: {exc}") from None
 
 
-def _langfuse_error(message: str, status: int) -> HttpResponse:
-    # Langfuse's own errors carry `message`; ours `error`: both, so either client reads it.
+def _message_error(message: str, status: int) -> HttpResponse:
+    # Langfuse and Lunary read `message`; our clients `error`: both, so either reads it.
     return _json({"message": message, "error": message}, status)
 
 
