@@ -300,3 +300,13 @@ def test_a_chunked_body_needs_a_server_that_dechunks_it(acme_client):
     chunked["wsgi.input"], chunked["wsgi.input_terminated"] = io.BytesIO(body), True  # what gunicorn says
     response = acme_client.post("/v1/traces", body, content_type="application/x-protobuf", **chunked)
     assert partial_success(response) == (0, "") and run(run_id(ROOT)).run_name == "chunked"
+
+
+def test_non_finite_numbers_and_huge_integers_in_attributes(acme_client):
+    odd = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": float("nan"), "score": float("inf"),
+           "nested": {"deep": [float("-inf"), 1.5]}}  # fmt: skip
+    huge = {"gen_ai.operation.name": "chat", "gen_ai.usage.output_tokens": 2**63 - 1}
+    response = post(acme_client, "protobuf", span(ROOT, "odd numbers", attributes=odd), span(CHAT, attributes=huge))
+    assert partial_success(response) == (1, "span 1: completion_tokens: larger than 9007199254740991")
+    stored = run(run_id(ROOT))
+    assert stored.prompt_tokens is None and stored.metadata["nested"]["deep"][1] == 1.5
