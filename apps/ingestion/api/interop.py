@@ -48,11 +48,17 @@ def translate(owners: list[int], events: list[dict], app) -> dict[int, str]:
     return rejected
 
 
-class OtlpTracesView(APIView):
-    """POST /v1/traces (and /api/public/otel/v1/traces): an OTLP/HTTP ExportTraceServiceRequest."""
+class ClientView(APIView):
+    """What every other client's route shares: our key as Bearer or Basic, the per-key rate limit, JSON."""
 
     authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
     throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [JSONParser]  # for the schema: each view reads its body itself
+
+
+class OtlpTracesView(ClientView):
+    """POST /v1/traces (and /api/public/otel/v1/traces): an OTLP/HTTP ExportTraceServiceRequest."""
+
     parser_classes = [ProtobufParser, JSONParser]
 
     @extend_schema(
@@ -127,12 +133,8 @@ class OtlpTracesView(APIView):
         return self._error(response.status_code, response.data.get("error", "request refused"), headers)
 
 
-class LunaryIngestView(APIView):
+class LunaryIngestView(ClientView):
     """POST /v1/runs/ingest: a batch of Lunary SDK events (`{"events": [...]}`), our key as its Bearer token."""
-
-    authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
-    throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [JSONParser]
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -160,12 +162,8 @@ class LunaryIngestView(APIView):
         return _json(body, 207 if rejected else 200)
 
 
-class LunaryScoreView(APIView):
+class LunaryScoreView(ClientView):
     """PATCH /v1/runs/<run_id>/score: `lunary.score(run_id, label, value, comment)`, as feedback on the run."""
-
-    authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
-    throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [JSONParser]
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -185,12 +183,8 @@ class LunaryScoreView(APIView):
         return _message_error(errors[0], 400) if errors else _json({}, 200)
 
 
-class LangfuseScoresView(APIView):
+class LangfuseScoresView(ClientView):
     """POST /api/public/scores: one Langfuse score, as feedback on the run it is about."""
-
-    authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
-    throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [JSONParser]
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -210,16 +204,12 @@ class LangfuseScoresView(APIView):
         return _message_error(errors[0], 400) if errors else _json({"id": event["id"]}, 200)
 
 
-class LangfuseIngestionView(APIView):
+class LangfuseIngestionView(ClientView):
     """POST /api/public/ingestion: the Langfuse SDK's batch endpoint, for its `score-create` items.
 
     Traces come over OTLP (/api/public/otel/v1/traces); other item types are answered with a
     per-item 400 saying so, in Langfuse's 207 shape `{successes, errors}`.
     """
-
-    authentication_classes = [BearerKeyAuthentication, BasicKeyAuthentication]
-    throttle_classes = [ApiKeyRateThrottle]
-    parser_classes = [JSONParser]
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
@@ -259,9 +249,12 @@ def legacy_report(request) -> HttpResponse:
     """POST /api/report without a key: LLMonitor SDK events, each naming its app in `app`.
 
     Taken only for apps whose owner turned on legacy ingestion by app id; when no event
-    names one, this is the usual 401. Answered 200 whatever was rejected (listed in the
-    body), since the SDK re-sends, nested one list deeper, any batch not answered 200.
+    names one, this is the usual 401. Answered exactly 200 whatever was rejected (listed in
+    the body): the SDK knows no other answer. A batch whose request failed on the way, it
+    re-sends nested one list deeper, flattened here and de-duplicated by ingest_batch.
     """
+    if not App.objects.filter(legacy_ingestion=True).exists():  # the usual case: no body read without a key
+        raise exceptions.NotAuthenticated()
     try:
         raw_events = _events_of(read_body(request))
     except BatchRejected as exc:
