@@ -158,3 +158,13 @@ def test_bad_lunary_scores(acme_client, body, message):
     response = acme_client.patch(f"/v1/runs/{LLM}/score", body, format="json")
     assert response.status_code == 400 and response.json()["message"].startswith(message)
     assert not Feedback.objects.exists()
+
+
+def test_a_custom_event_is_kept_on_its_run(acme_client):
+    custom = {"event": "custom-event", "name": "cache_miss", "runId": AGENT, "timestamp": at(2),
+              "input": {"key": "order-123"}}  # fmt: skip
+    reserved = {"event": "custom-event", "name": "feedback", "runId": AGENT, "timestamp": at(3)}
+    ingest(acme_client, [events()[0], custom, reserved])
+    names = [event["name"] for event in acme_client.get(f"/api/run/{AGENT}").json()["events"]]
+    assert "cache_miss" in names and "feedback!" in names  # never mistaken for one of our own events
+    assert not Feedback.objects.exists()

@@ -26,3 +26,14 @@ def test_the_admin_revokes_keys(admin_client, acme_app):
 def test_admin_lists_load(admin_client, acme_app):
     for model in ["organization", "app", "apikey"]:
         assert admin_client.get(f"/admin/tenancy/{model}/").status_code == 200
+
+
+def test_the_admin_turns_legacy_ingestion_on(admin_client, acme_app):
+    form = {"organization": acme_app.organization_id, "name": acme_app.name, "slug": acme_app.slug,
+            "retention_days": "30", "legacy_ingestion": "on"}  # fmt: skip
+    response = admin_client.post(f"/admin/tenancy/app/{acme_app.pk}/change/", form)
+    assert response.status_code == 302, response.content
+    acme_app.refresh_from_db()
+    assert acme_app.legacy_ingestion
+    listing = admin_client.get("/admin/tenancy/app/?legacy_ingestion__exact=1")
+    assert acme_app.name.encode() in listing.content
