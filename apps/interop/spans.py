@@ -285,37 +285,31 @@ def _messages(value: Any) -> Any:
     return messages
 
 
+def _payload(attrs: _Attributes, side: str) -> Any:
+    """The span's `input` or `output`: the first vocabulary that carries it. Every candidate is
+    taken, so that none is also kept in metadata."""
+    candidates = [
+        _messages(attrs.take(f"gen_ai.{side}.messages")),
+        (attrs.take_indexed("retrieval.documents") or None) if side == "output" else None,
+        attrs.take_indexed(f"llm.{side}_messages") or None,
+        attrs.take_indexed("gen_ai.prompt" if side == "input" else "gen_ai.completion") or None,
+        _json(attrs.take(f"langfuse.observation.{side}")),
+        _json(attrs.take(f"{side}.value")),
+        _json(attrs.take(f"traceloop.entity.{side}")),
+        _json(attrs.take(f"langfuse.trace.{side}")),
+    ]
+    attrs.take(f"{side}.mime_type")
+    return next((candidate for candidate in candidates if candidate is not None), None)
+
+
 def _input(attrs: _Attributes) -> Any:
     system = _messages(attrs.take("gen_ai.system_instructions"))
-    candidates = [
-        _messages(attrs.take("gen_ai.input.messages")),
-        attrs.take_indexed("llm.input_messages") or None,
-        attrs.take_indexed("gen_ai.prompt") or None,
-        _json(attrs.take("langfuse.observation.input")),
-        _json(attrs.take("input.value")),
-        _json(attrs.take("traceloop.entity.input")),
-        _json(attrs.take("langfuse.trace.input")),
-    ]
-    attrs.take("input.mime_type")
-    value = next((candidate for candidate in candidates if candidate is not None), None)
-    if isinstance(system, list) and isinstance(value, list):
-        value = system + value
-    return value
+    value = _payload(attrs, "input")
+    return system + value if isinstance(system, list) and isinstance(value, list) else value
 
 
 def _output(attrs: _Attributes) -> Any:
-    candidates = [
-        _messages(attrs.take("gen_ai.output.messages")),
-        attrs.take_indexed("retrieval.documents") or None,
-        attrs.take_indexed("llm.output_messages") or None,
-        attrs.take_indexed("gen_ai.completion") or None,
-        _json(attrs.take("langfuse.observation.output")),
-        _json(attrs.take("output.value")),
-        _json(attrs.take("traceloop.entity.output")),
-        _json(attrs.take("langfuse.trace.output")),
-    ]
-    attrs.take("output.mime_type")
-    value = next((candidate for candidate in candidates if candidate is not None), None)
+    value = _payload(attrs, "output")
     if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and "role" in value[0]:
         return value[0]  # one answer: shown as the message it is
     return value

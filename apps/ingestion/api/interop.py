@@ -179,8 +179,7 @@ class LunaryScoreView(ClientView):
             return _message_error(exc.message, exc.status)
         except lunary.EventInvalid as exc:
             return _message_error(str(exc), 400)
-        errors = ingest_batch(app=request.auth.app, raw_events=[event]).errors
-        return _message_error(errors[0], 400) if errors else _json({}, 200)
+        return _score_answer(request.auth.app, event, {})
 
 
 class LangfuseScoresView(ClientView):
@@ -200,8 +199,7 @@ class LangfuseScoresView(ClientView):
             return _message_error(exc.message, exc.status)
         except langfuse.ScoreInvalid as exc:
             return _message_error(str(exc), exc.status)
-        errors = ingest_batch(app=request.auth.app, raw_events=[event]).errors
-        return _message_error(errors[0], 400) if errors else _json({"id": event["id"]}, 200)
+        return _score_answer(request.auth.app, event, {"id": event["id"]})
 
 
 class LangfuseIngestionView(ClientView):
@@ -290,6 +288,12 @@ def _app_id(raw) -> str | None:
         return str(uuid.UUID(str(raw["app"])))
     except (TypeError, KeyError, ValueError):
         return None
+
+
+def _score_answer(app, event: dict, answer: dict) -> HttpResponse:
+    """Store one score's feedback event; `answer` (200) or the event's error (400)."""
+    errors = ingest_batch(app=app, raw_events=[event]).errors
+    return _message_error(errors[0], 400) if errors else _json(answer, 200)
 
 
 def _raw_key(request) -> str:
