@@ -337,6 +337,17 @@ def test_events_and_feedback_of_the_span(client, alice, trace):
     assert "<summary><code>llm_call</code>" in client.get(span_url(trace), **HTMX).content.decode()
 
 
+def test_a_score_from_another_tool_shows_escaped_beside_its_rating(client, alice, trace):
+    score = {"name": "<script>alert(1)</script>", "value": "<img src=x onerror=alert(1)>"}
+    ingest(trace, {"name": "feedback", "run_id": "a", "rating": "positive", "score": score,
+                   "timestamp": "2026-05-01T10:01:00Z"})  # fmt: skip
+    client.force_login(alice)
+    panel = detail(client.get(page_url(trace)).content.decode())
+    assert "▲ positive" in panel
+    shown = "&lt;script&gt;alert(1)&lt;/script&gt;: &lt;img src=x onerror=alert(1)&gt;"
+    assert f'<span class="muted">{shown}</span>' in panel
+
+
 # --- a large trace ---------------------------------------------------------------------------------
 
 

@@ -272,6 +272,14 @@ def test_the_conversation_in_order_with_latency_tokens_cost_trace_and_feedback(l
     assert 'action="/threads/"' in response.content.decode()  # the app switcher goes back to the list
 
 
+def test_a_score_from_another_tool_shows_beside_the_thumb(logged_in, acme_app):
+    ingest(acme_app, chat("answer", 0, role="assistant", thread_id="s", message_id="m-s"))
+    score = {"name": "helpfulness", "value": "<b>0.9</b>"}
+    ingest(acme_app, {"name": "feedback", "message_id": "m-s", "rating": "positive", "score": score})
+    html = logged_in.get(f"/threads/{Thread.objects.get(thread_id='s').pk}/").content.decode()
+    assert '👍</span> <span class="muted">helpfulness: &lt;b&gt;0.9&lt;/b&gt;</span>' in html
+
+
 def test_json_content_is_pretty_and_roles_are_styled(logged_in, acme_app):
     ingest(
         acme_app,
