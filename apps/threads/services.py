@@ -19,7 +19,7 @@ from apps.tracing.events import EventIn, by_app, of_kind
 from apps.tracing.models import Feedback, Run, RunCost
 from apps.tracing.retention import protected_run_ids, run_batches
 from apps.tracing.services import RunIds
-from apps.tracing.sql import run_tree, try_advisory_lock, upsert
+from apps.tracing.sql import run_tree, try_advisory_lock, update_rows, upsert
 
 MESSAGE_COLUMNS = [
     "thread", "app", "dedup_key", "message_id", "role", "content", "preview", "timestamp", "run_id",
@@ -170,13 +170,16 @@ def refresh_touched_threads(events: Sequence[EventIn], new: Sequence[EventIn]) -
     for app, app_events in by_app(events).items():
         app_new = new_by_app.get(app, [])
         feedback = [e for e in app_new if e.kind == "feedback"]
-        condition = (
-            Q(run_id__in={e.run_id for e in app_events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id})
-            | Q(dedup_key__in={e.dedup_key for e in app_new if e.kind == "chat"})
-            | Q(message_id__in={e.message_id for e in feedback if e.message_id})
-        )
-        threads = ThreadMessage.objects.for_app(app).filter(condition).values_list("thread_id", flat=True).distinct()
-        refresh_threads(set(threads))
+        wanted = {
+            "run_id__in": {e.run_id for e in app_events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id},
+            "dedup_key__in": {e.dedup_key for e in app_new if e.kind == "chat"},
+            "message_id__in": {e.message_id for e in feedback if e.message_id},
+        }
+        # A UNION of one lookup per index: ORed, the planner scanned the whole table below ~100,000 messages.
+        messages = ThreadMessage.objects.for_app(app).values_list("thread_id", flat=True)
+        lookups = [messages.filter(**{name: ids}) for name, ids in wanted.items() if ids]
+        if lookups:
+            refresh_threads(set(lookups[0].union(*lookups[1:])))
 
 
 def refresh_threads_with_runs(*, app=None, batch: int = 1000) -> int:
@@ -209,22 +212,22 @@ def refresh_threads(thread_pks: set[int]) -> None:
     if not thread_pks:
         return
     messages = ThreadMessage.objects.filter(thread=OuterRef("pk"))
-    threads = list(
-        Thread.objects.filter(pk__in=thread_pks).annotate(
-            n=Count("messages"),
-            first=Min("messages__timestamp"),
-            last=Max("messages__timestamp"),
-            last_preview=Subquery(messages.order_by("-timestamp", "-id").values("preview")[:1]),
-            rated=Exists(messages.filter(message_is_rated())),
-        )
+    aggregates = Thread.objects.filter(pk__in=thread_pks).annotate(
+        n=Count("messages"),
+        first=Min("messages__timestamp"),
+        last=Max("messages__timestamp"),
+        last_preview=Subquery(messages.order_by("-timestamp", "-id").values("preview")[:1]),
+        rated=Exists(messages.filter(message_is_rated())),
     )
     totals = thread_usage(thread_pks)
-    for thread in threads:
-        thread.message_count, thread.preview, thread.has_feedback = thread.n, thread.last_preview or "", thread.rated
-        thread.started_at, thread.ended_at = thread.first or thread.started_at, thread.last or thread.ended_at
-        thread.total_tokens, thread.total_cost = totals.get(thread.pk, (0, Decimal(0)))
+    rows = [
+        (pk, n, preview or "", rated, first or started_at, last or ended_at, *totals.get(pk, (0, Decimal(0))))
+        for pk, n, preview, rated, first, last, started_at, ended_at in aggregates.values_list(
+            "pk", "n", "last_preview", "rated", "first", "last", "started_at", "ended_at"
+        )
+    ]
     fields = ["message_count", "preview", "has_feedback", "started_at", "ended_at", "total_tokens", "total_cost"]
-    Thread.objects.bulk_update(threads, fields)
+    update_rows(Thread, fields, rows)
 
 
 def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
@@ -252,6 +255,10 @@ def thread_usage(thread_pks: set[int]) -> dict[int, tuple[int, Decimal]]:
     """  # noqa: S608
     totals: dict[int, tuple[int, Decimal]] = {}
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and not connection.get_autocommit():
+            # The recursive step's row estimate passes jit_above_cost: compiling took ~29 ms of a
+            # query that runs in ~6 (docs/PERFORMANCE.md, "OTLP ingestion"). For this transaction.
+            cursor.execute("SET LOCAL jit = off")
         for sql in (linked, own):
             cursor.execute(sql, list(thread_pks))
             for thread_pk, tokens, cost in cursor.fetchall():

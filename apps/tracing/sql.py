@@ -1,4 +1,4 @@
-"""SQL helpers of the ingestion write path: set-based upserts and advisory locks.
+"""SQL helpers of the ingestion write path: set-based upserts and updates, advisory locks.
 
 A batch is written with one statement per table whatever its size. On PostgreSQL the rows
 travel as one array per column, unnested by the server (`INSERT ... SELECT * FROM
@@ -88,6 +88,40 @@ def upsert(
             if returning:
                 results += cursor.fetchall()
         return results
+
+
+def update_rows(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """UPDATE rows of `model` by primary key: each row is (pk, *values of `columns`), one statement.
+
+    What `bulk_update` does, without its CASE WHEN per row and column, whose building in
+    Python cost ten times the statement (50 ms for 55 threads, docs/PERFORMANCE.md).
+    """
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
+    fields = [model._meta.pk, *(model._meta.get_field(name) for name in columns)]
+    values = _prepare(fields, rows)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            names = ", ".join(quote(f.column) for f in fields)
+            sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields[1:])
+            arrays = ", ".join(f"%b::{_array_type(f)}" for f in fields)
+            cursor.execute(
+                f"UPDATE {table} SET {sets} FROM unnest({arrays}) AS v({names}) WHERE {table}.{pk} = v.{pk}",
+                [list(column) for column in zip(*values, strict=True)],
+            )
+            return
+        sets = ", ".join(f"{quote(f.column)} = v.column{i}" for i, f in enumerate(fields[1:], start=2))
+        placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_statement = max(1, SQLITE_MAX_PARAMS // len(fields))
+        for start in range(0, len(values), per_statement):
+            chunk = values[start : start + per_statement]
+            cursor.execute(
+                f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([placeholder] * len(chunk))}) AS v "
+                f"WHERE {table}.{pk} = v.column1",
+                [value for row in chunk for value in row],
+            )
 
 
 def _array_type(field: models.Field) -> str:
