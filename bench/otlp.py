@@ -595,6 +595,9 @@ def _combine(phases: list[dict]) -> dict:
         combined["spans_per_s"] = round(combined["spans_accepted"] / seconds, 1) if seconds else 0.0
         combined["requests_per_s"] = round(combined["requests"] / seconds, 1) if seconds else 0.0
         combined["end_to_end_per_s"] = round(combined["spans_accepted"] / (seconds + drain), 1) if seconds else 0.0
+        # Every event the pipeline accepted: a run event per span, and the chat events of conversation roots.
+        events = combined["spans_accepted"] + combined["messages_expected"]
+        combined["events_per_s"] = round(events / (seconds + drain), 1) if seconds else 0.0
     combined.pop("_latencies", None)
     combined.pop("_server_ms", None)
     return combined
@@ -670,6 +673,7 @@ def run(
             levels.append({
                 "concurrency": concurrency, "batch_size": batch_size, OTLP: otlp, REPORT: report_,
                 "ratio": round(rate[OTLP] / rate[REPORT], 3) if rate[REPORT] else None,
+                "events_ratio": _ratio(otlp.get("events_per_s"), report_.get("events_per_s")),
                 "p50_ratio": _ratio(otlp["p50_ms"], report_["p50_ms"]),
                 "p99_ratio": _ratio(otlp["p99_ms"], report_["p99_ms"]),
             })  # fmt: skip
@@ -766,6 +770,7 @@ def report(result: dict) -> str:
     ratios = [
         [lv["concurrency"], lv[OTLP].get("end_to_end_per_s", lv[OTLP]["spans_per_s"]),
          lv[REPORT].get("end_to_end_per_s", lv[REPORT]["spans_per_s"]), _percent(lv["ratio"]),
+         lv[OTLP].get("events_per_s"), lv[REPORT].get("events_per_s"), _percent(lv.get("events_ratio")),
          _percent(lv["p50_ratio"]), _percent(lv["p99_ratio"])]
         for lv in result["levels"]
     ]  # fmt: skip
@@ -783,7 +788,20 @@ def report(result: dict) -> str:
         "",
         table(headers, rows),
         "",
-        table(["conc", "OTLP spans/s", f"/api/report {unit}/s", "ratio", "p50 ratio", "p99 ratio"], ratios),
+        table(
+            [
+                "conc",
+                "OTLP spans/s",
+                f"/api/report {unit}/s",
+                "ratio",
+                "OTLP events/s",
+                "/api/report events/s",
+                "events ratio",
+                "p50 ratio",
+                "p99 ratio",
+            ],
+            ratios,
+        ),  # fmt: skip
         "",
         "targets:",
         *(f"  {name}: {verdict}" for name, verdict in result["targets"].items()),

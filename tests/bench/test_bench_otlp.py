@@ -48,7 +48,9 @@ def test_otlp_and_report_batches_are_measured_and_every_span_lands(
         assert level[otlp.REPORT]["db_messages"] == level[otlp.REPORT]["messages_expected"] > 0
     else:
         assert level[otlp.REPORT]["db_messages"] == 0
-    assert level["ratio"] > 0
+    assert level["ratio"] > 0 and level["events_ratio"] > 0
+    otlp_phase = level[otlp.OTLP]
+    assert otlp_phase["events_per_s"] > otlp_phase["end_to_end_per_s"]  # the chat events count as events
     assert result["summary"]["all_verified"] and result["summary"]["errors"] == 0
     assert 800 < result["settings"]["avg_event_bytes"] < 1400  # ~1 KB per span, as /api/report JSON
     text = otlp.report(result)
