@@ -595,9 +595,12 @@ def _combine(phases: list[dict]) -> dict:
         combined["spans_per_s"] = round(combined["spans_accepted"] / seconds, 1) if seconds else 0.0
         combined["requests_per_s"] = round(combined["requests"] / seconds, 1) if seconds else 0.0
         combined["end_to_end_per_s"] = round(combined["spans_accepted"] / (seconds + drain), 1) if seconds else 0.0
-        # Every event the pipeline accepted: a run event per span, and the chat events of conversation roots.
-        events = combined["spans_accepted"] + combined["messages_expected"]
-        combined["events_per_s"] = round(events / (seconds + drain), 1) if seconds else 0.0
+    # Every event the pipeline accepted: a run event per span, and the chat events of conversation roots.
+    events, elapsed = (
+        combined["spans_accepted"] + combined["messages_expected"],
+        combined["seconds"] + combined["drain_s"],
+    )
+    combined["events_per_s"] = round(events / elapsed, 1) if elapsed else 0.0
     combined.pop("_latencies", None)
     combined.pop("_server_ms", None)
     return combined
