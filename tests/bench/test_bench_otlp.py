@@ -61,7 +61,7 @@ def test_otlp_and_report_batches_are_measured_and_every_span_lands(
 @pytest.mark.django_db(transaction=True)
 def test_otlp_fails_when_spans_are_lost(live_server, acme_key, monkeypatch, tmp_path):
     # The view answers 200 and stores nothing.
-    monkeypatch.setattr("apps.ingestion.api.interop.translate", lambda owners, events, app: {})
+    monkeypatch.setattr("apps.ingestion.api.interop.ingest_items", lambda owners, events, app: {})
     with pytest.raises(otlp.BenchmarkFailed, match="lost or refused spans"):
         otlp.run(
             url=live_server.url, key=acme_key, concurrencies=[1], batch_size=10, seconds=0.3, warmup_seconds=0,

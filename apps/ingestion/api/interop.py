@@ -37,7 +37,7 @@ class ProtobufParser(BaseParser):
     media_type = otlp.PROTOBUF  # for the schema and content negotiation: the view reads the body itself
 
 
-def translate(owners: list[int], events: list[dict], app) -> dict[int, str]:
+def ingest_items(owners: list[int], events: list[dict], app) -> dict[int, str]:
     """Ingest `events`, each from the item `owners[i]` of the request: {item: first error} of the rejected."""
     if not events:
         return {}
@@ -103,7 +103,7 @@ class OtlpTracesView(ClientView):
                 continue
             events += mapped
             owners += [position] * len(mapped)
-        rejected |= translate(owners, events, request.auth.app)
+        rejected |= ingest_items(owners, events, request.auth.app)
         lines = [f"span {position}: {message}" for position, message in sorted(rejected.items())[:MAX_MESSAGES]]
         if len(rejected) > MAX_MESSAGES:
             lines.append(f"and {len(rejected) - MAX_MESSAGES} more")
@@ -156,7 +156,7 @@ class LunaryIngestView(ClientView):
         except BatchRejected as exc:
             return _json({"error": exc.message}, exc.status)
         owners, events, rejected = lunary.translate_all(raw_events)
-        rejected |= translate(owners, events, request.auth.app)
+        rejected |= ingest_items(owners, events, request.auth.app)
         errors = [{"index": index, "error": message} for index, message in sorted(rejected.items())]
         body = {"accepted": len(raw_events) - len(rejected), "rejected": len(rejected), "errors": errors}
         return _json(body, 207 if rejected else 200)
@@ -276,7 +276,7 @@ def legacy_report(request) -> HttpResponse:
     for app_id, positions in by_app.items():
         owners, events, refused = lunary.translate_all([raw_events[position] for position in positions])
         rejected |= {positions[index]: message for index, message in refused.items()}
-        refused = translate(owners, events, apps[app_id])
+        refused = ingest_items(owners, events, apps[app_id])
         rejected |= {positions[index]: message for index, message in refused.items()}
     errors = [{"index": index, "error": message} for index, message in sorted(rejected.items())]
     return _json({"accepted": len(raw_events) - len(rejected), "rejected": len(rejected), "errors": errors}, 200)
