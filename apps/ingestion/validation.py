@@ -274,17 +274,15 @@ def _read_feedback(event: EventIn, raw: dict, now: datetime) -> None:
     if score is not None:
         event.score_name = _string(score.get("name"), "score.name", 200)
         value = score.get("value")
-        if value is not None and not isinstance(value, bool | str) and _number_or_none(value) is None:
+        if value is not None and not isinstance(value, bool | str) and not _finite_number(value):
             raise EventInvalid(f"score.value: expected a number, a boolean or a string, got {_type_name(value)}")
         if isinstance(value, str) and len(value) > 200:
             raise EventInvalid("score.value: longer than 200 characters")
         event.score_value = value
 
 
-def _number_or_none(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return value
-    return None
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _read_custom(event: EventIn, raw: dict, now: datetime) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from apps.interop.ratings import rating_of
 from apps.tracing.selectors import run_exists
 
-PHASES = {"start": "start", "end": "end", "error": "error"}
+PHASES = ("start", "end", "error")
 ROLES = {"user": "user", "assistant": "assistant", "ai": "assistant", "bot": "assistant", "system": "system",
          "tool": "tool", "function": "tool", "human": "user"}  # fmt: skip
 RESERVED_NAMES = ("saved", "chat", "feedback")
@@ -71,7 +71,7 @@ def translate(raw: Any) -> dict:
     if kind == "feedback":
         return _feedback(raw, common)
     if kind in PHASES and run_type:
-        return _run(raw, common, run_type, PHASES[kind])
+        return _run(raw, common, run_type, kind)
     name = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else kind
     if name in RESERVED_NAMES or name.rpartition("_")[2] in ("start", "end", "error", "call"):
         name = f"{name}!"  # never mistaken for one of our run or special events

@@ -66,6 +66,16 @@ WRONG_TYPES = [
     ({"name": "feedback", "run_id": "x", "rating": "meh"}, "rating: must be 'positive' or 'negative'"),
     ({"name": "feedback", "rating": "positive"}, "run_id: feedback needs a run_id or a message_id"),
     ({"name": "feedback", "run_id": "x", "rating": "positive", "comment": 5}, "comment: expected a string"),
+    ({"name": "feedback", "run_id": "x", "rating": "positive", "score": 5}, "score: expected an object"),
+    ({"name": "feedback", "run_id": "x", "rating": "positive", "score": {"name": 5}}, "score.name: expected a string"),
+    (
+        {"name": "feedback", "run_id": "x", "rating": "positive", "score": {"value": [1]}},
+        "score.value: expected a number, a boolean or a string, got a list",
+    ),
+    (
+        {"name": "feedback", "run_id": "x", "rating": "positive", "score": {"value": "x" * 201}},
+        "score.value: longer than 200 characters",
+    ),
     ("just a string", "event: expected an object"),
     ([1, 2], "event: expected an object"),
     (None, "event: expected an object"),
