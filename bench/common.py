@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,53 @@ class Database:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+# --- load generation -------------------------------------------------------------------------------
+
+
+def drive(workers: list, *, seconds: float, gate, deadline_box: list, ready=None) -> tuple[float, float]:
+    """Start worker threads that wait at `gate`, let them post for `seconds`, join them.
+
+    `ready()`, when given, is waited for between the start and the gate (the OTLP workers
+    build their first body first). Returns (elapsed seconds, this process's CPU seconds).
+    """
+    for worker in workers:
+        worker.start()
+    while ready is not None and not ready():
+        time.sleep(0.01)
+    cpu0 = time.process_time()
+    deadline_box[0] = time.perf_counter() + seconds
+    began = time.perf_counter()
+    gate.wait()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - began, time.process_time() - cpu0
+
+
+def load_figures(workers: list, elapsed: float, cpu: float, accepted: int) -> dict:
+    """What every load level reports of its workers (`latencies`, `statuses`, `failures`, `error_samples`,
+    `client`): requests, rate, latency percentiles, errors, client CPU."""
+    latencies = [ms for w in workers for ms in w.latencies]
+    statuses = sum((w.statuses for w in workers), Counter())
+    failures = [f for w in workers for f in w.failures]
+    requests = len(latencies)
+    return {
+        "requests": requests,
+        "requests_per_s": round(requests / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": rounded(percentile(latencies, 50)),
+        "p99_ms": rounded(percentile(latencies, 99)),
+        "max_ms": rounded(max(latencies, default=None)),
+        "errors": sum(n for status, n in statuses.items() if status != 200) + len(failures),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "failures": failures[:5],
+        "error_samples": [s for w in workers for s in w.error_samples][:5],
+        "reconnects": sum(w.client.reconnects for w in workers),
+        "client_cpu_pct": round(100 * cpu / elapsed, 1) if elapsed else None,
+        "rate": round(accepted / elapsed, 1) if elapsed else 0.0,
+        "_latencies": latencies,
+    }
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)

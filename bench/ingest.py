@@ -61,11 +61,13 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Database,
     HttpClient,
+    drive,
+    load_figures,
     log,
     machine_info,
     parse_server_args,
-    percentile,
     publish,
+    rounded,
     server_parser,
     table,
 )
@@ -234,49 +236,23 @@ def run_level(*, url, key, prefix, concurrency, batch_size, seconds, use_gzip=Fa
         Worker(prefix=f"{prefix}w{i}", seed=seed * 1000 + i, start_gate=gate, deadline_box=deadline_box, **common)
         for i in range(concurrency)
     ]
-    for worker in workers:
-        worker.start()
-    cpu0 = time.process_time()
-    deadline_box[0] = time.perf_counter() + seconds
-    began = time.perf_counter()
-    gate.wait()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
-    cpu = time.process_time() - cpu0
-    latencies = [ms for w in workers for ms in w.latencies]
-    statuses = sum((w.statuses for w in workers), Counter())
-    failures = [f for w in workers for f in w.failures]
+    elapsed, cpu = drive(workers, seconds=seconds, gate=gate, deadline_box=deadline_box)
     accepted = sum(w.accepted for w in workers)
-    requests = len(latencies)
-    http_errors = sum(n for status, n in statuses.items() if status != 200)
+    figures = load_figures(workers, elapsed, cpu, accepted)
+    latencies = figures.pop("_latencies")
     return {
         "batch_size": batch_size,
         "concurrency": concurrency,
         "seconds": round(elapsed, 3),
-        "requests": requests,
         "events_sent": sum(w.sent for w in workers),
         "events_accepted": accepted,
         "events_rejected": sum(w.rejected for w in workers),
         "runs_accepted": sum(len(w.runs_accepted) for w in workers),
-        "events_per_s": round(accepted / elapsed, 1) if elapsed else 0.0,
-        "requests_per_s": round(requests / elapsed, 1) if elapsed else 0.0,
-        "p50_ms": _round(percentile(latencies, 50)),
-        "p99_ms": _round(percentile(latencies, 99)),
-        "max_ms": _round(max(latencies, default=None)),
-        "mean_ms": _round(statistics.fmean(latencies) if latencies else None),
-        "errors": http_errors + len(failures),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "failures": failures[:5],
-        "error_samples": [s for w in workers for s in w.error_samples][:5],
-        "reconnects": sum(w.client.reconnects for w in workers),
-        "client_cpu_pct": round(100 * cpu / elapsed, 1) if elapsed else None,
+        "events_per_s": figures.pop("rate"),
+        "mean_ms": rounded(statistics.fmean(latencies) if latencies else None),
+        **figures,
         "run_prefix": prefix,
     }
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- verification ---------------------------------------------------------------------------------

@@ -83,11 +83,14 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     Database,
     HttpClient,
+    drive,
+    load_figures,
     log,
     machine_info,
     parse_server_args,
     percentile,
     publish,
+    rounded,
     server_parser,
     table,
 )
@@ -467,60 +470,33 @@ def run_phase(*, url, key, protocol, prefix, concurrency, batch_size, seconds, u
         "deadline_box": deadline_box,
     }  # fmt: skip
     workers = [Worker(trace_prefix=f"{prefix}{i:02x}", seed=seed * 1000 + i, **common) for i in range(concurrency)]
-    for worker in workers:
-        worker.start()
-    while any(w.bodies.empty() for w in workers if w.is_alive()):  # every first body built
-        time.sleep(0.01)
-    cpu0 = time.process_time()
-    deadline_box[0] = time.perf_counter() + seconds
-    began = time.perf_counter()
-    gate.wait()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
-    cpu = time.process_time() - cpu0
-    latencies = [ms for w in workers for ms in w.latencies]
-    server_ms = [ms for w in workers for ms in w.server_ms]
-    statuses = sum((w.statuses for w in workers), Counter())
-    failures = [f for w in workers for f in w.failures]
+    elapsed, cpu = drive(
+        workers, seconds=seconds, gate=gate, deadline_box=deadline_box,
+        ready=lambda: not any(w.bodies.empty() for w in workers if w.is_alive()),  # every first body built
+    )  # fmt: skip
     accepted = sum(w.accepted for w in workers)
-    requests = len(latencies)
-    http_errors = sum(n for status, n in statuses.items() if status != 200)
+    server_ms = [ms for w in workers for ms in w.server_ms]
     build_ms = [ms for w in workers for ms in w.build_ms]
     body_bytes = [n for w in workers for n in w.body_bytes]
+    figures = load_figures(workers, elapsed, cpu, accepted)
     return {
         "protocol": protocol,
         "batch_size": batch_size,
         "concurrency": concurrency,
         "seconds": round(elapsed, 3),
-        "requests": requests,
         "spans_sent": sum(w.sent for w in workers),
         "spans_accepted": accepted,
         "spans_rejected": sum(w.rejected for w in workers),
         "messages_expected": sum(w.messages_expected for w in workers),
-        "spans_per_s": round(accepted / elapsed, 1) if elapsed else 0.0,
-        "requests_per_s": round(requests / elapsed, 1) if elapsed else 0.0,
-        "p50_ms": _round(percentile(latencies, 50)),
-        "p99_ms": _round(percentile(latencies, 99)),
-        "max_ms": _round(max(latencies, default=None)),
-        "server_p50_ms": _round(percentile(server_ms, 50)),
-        "server_p99_ms": _round(percentile(server_ms, 99)),
-        "errors": http_errors + len(failures),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "failures": failures[:5],
-        "error_samples": [s for w in workers for s in w.error_samples][:5],
-        "reconnects": sum(w.client.reconnects for w in workers),
-        "client_cpu_pct": round(100 * cpu / elapsed, 1) if elapsed else None,
-        "build_ms_mean": _round(statistics.fmean(build_ms) if build_ms else None),
+        "spans_per_s": figures.pop("rate"),
+        "server_p50_ms": rounded(percentile(server_ms, 50)),
+        "server_p99_ms": rounded(percentile(server_ms, 99)),
+        **figures,
+        "build_ms_mean": rounded(statistics.fmean(build_ms) if build_ms else None),
         "body_bytes_mean": round(statistics.fmean(body_bytes)) if body_bytes else None,
         "run_prefix": prefix,
-        "_latencies": latencies,
         "_server_ms": server_ms,
     }
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- verification -----------------------------------------------------------------------------------
@@ -583,11 +559,11 @@ def _combine(phases: list[dict]) -> dict:
             )},
             "protocol": phases[0]["protocol"], "batch_size": phases[0]["batch_size"],
             "concurrency": phases[0]["concurrency"], "seconds": round(seconds, 3), "drain_s": round(drain, 2),
-            "p50_ms": _round(percentile(latencies, 50)), "p99_ms": _round(percentile(latencies, 99)),
-            "max_ms": _round(max(latencies, default=None)),
-            "server_p50_ms": _round(percentile(server_ms, 50)), "server_p99_ms": _round(percentile(server_ms, 99)),
+            "p50_ms": rounded(percentile(latencies, 50)), "p99_ms": rounded(percentile(latencies, 99)),
+            "max_ms": rounded(max(latencies, default=None)),
+            "server_p50_ms": rounded(percentile(server_ms, 50)), "server_p99_ms": rounded(percentile(server_ms, 99)),
             "client_cpu_pct": round(statistics.fmean(p["client_cpu_pct"] or 0 for p in phases), 1),
-            "build_ms_mean": _round(statistics.fmean(p["build_ms_mean"] or 0 for p in phases)),
+            "build_ms_mean": rounded(statistics.fmean(p["build_ms_mean"] or 0 for p in phases)),
             "body_bytes_mean": round(statistics.fmean(p["body_bytes_mean"] or 0 for p in phases)),
             "verified": "OK" if all(p["verified"] == "OK" for p in phases) else "MISMATCH",
             "rounds": [{k: p[k] for k in ("spans_per_s", "p50_ms", "p99_ms", "verified")} for p in phases],
