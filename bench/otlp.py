@@ -274,8 +274,8 @@ class SpanSource:
         return batch
 
 
-def _any(pb, value: Any) -> None:
-    """Set an AnyValue from a Python value (bool before int: bool is an int)."""
+def set_any_value(pb, value: Any) -> None:
+    """Set an OTLP AnyValue from a Python value (bool before int: bool is an int)."""
     if isinstance(value, str):
         pb.string_value = value
     elif isinstance(value, bool):
@@ -287,7 +287,11 @@ def _any(pb, value: Any) -> None:
     elif isinstance(value, list):
         pb.array_value.SetInParent()
         for item in value:
-            _any(pb.array_value.values.add(), item)
+            set_any_value(pb.array_value.values.add(), item)
+    elif isinstance(value, dict):
+        pb.kvlist_value.SetInParent()
+        for key, item in value.items():
+            set_any_value(pb.kvlist_value.values.add(key=key).value, item)
     else:
         raise TypeError(f"no OTLP attribute value for {type(value).__name__}")
 
@@ -297,7 +301,7 @@ def protobuf(spans: list[dict], resource: dict = RESOURCE, scope: str = SCOPE) -
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     for key, value in resource.items():
-        _any(resource_spans.resource.attributes.add(key=key).value, value)
+        set_any_value(resource_spans.resource.attributes.add(key=key).value, value)
     scope_spans = resource_spans.scope_spans.add()
     scope_spans.scope.name = scope
     add = scope_spans.spans.add
@@ -310,7 +314,7 @@ def protobuf(spans: list[dict], resource: dict = RESOURCE, scope: str = SCOPE) -
             pb.parent_span_id = bytes.fromhex(s["parent_span_id"])
         attributes = pb.attributes
         for key, value in s["attributes"].items():
-            _any(attributes.add(key=key).value, value)
+            set_any_value(attributes.add(key=key).value, value)
         if "status" in s:
             pb.status.code, pb.status.message = s["status"]
     return request.SerializeToString()

@@ -10,7 +10,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from bench.otlp import set_any_value
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 T0 = 1_780_000_000_000_000_000  # 2026-05-28T20:26:40Z in nanoseconds
@@ -25,29 +26,9 @@ def span(span_id: str, name: str = "span", parent: str = "", trace: str = TRACE,
     }  # fmt: skip
 
 
-def _any(value, pb: AnyValue) -> None:
-    if isinstance(value, bool):
-        pb.bool_value = value
-    elif isinstance(value, int):
-        pb.int_value = value
-    elif isinstance(value, float):
-        pb.double_value = value
-    elif isinstance(value, str):
-        pb.string_value = value
-    elif isinstance(value, list):
-        pb.array_value.SetInParent()
-        for item in value:
-            _any(item, pb.array_value.values.add())
-    elif isinstance(value, dict):
-        pb.kvlist_value.SetInParent()
-        for key, item in value.items():
-            pair = pb.kvlist_value.values.add(key=key)
-            _any(item, pair.value)
-
-
 def _attributes(target, values: dict) -> None:
     for key, value in values.items():
-        _any(value, target.add(key=key).value)
+        set_any_value(target.add(key=key).value, value)
 
 
 def protobuf(*spans: dict, resource: dict | None = None) -> bytes:
