@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "apps.costs",
     "apps.tracing",
     "apps.threads",
+    "apps.analytics",
     "apps.interop",
     "apps.ingestion",
     "apps.web",

@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("apps.ingestion.urls")),
     path("api/", include("apps.tenancy.api.urls")),
     path("api/", include("apps.tracing.api.urls")),
+    path("api/", include("apps.analytics.api.urls")),
     path("api/", include("apps.threads.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # Top to bottom: each app may import the apps after it.
-LAYERS = ["web", "ingestion", "interop", "threads", "tracing", "costs", "tenancy"]
+LAYERS = ["web", "analytics", "ingestion", "interop", "threads", "tracing", "costs", "tenancy"]
 APPS = Path(__file__).resolve().parent.parent / "apps"
 MODULES = sorted(p for p in APPS.rglob("*.py") if "migrations" not in p.parts)
 
