@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.web.views import calls, runs, settings, threads
+from apps.web.views import analytics, calls, runs, settings, threads
 
 urlpatterns = [
     path("", calls.llm_calls, name="calls"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("runs/<str:run_id>/save/", runs.save, name="run-save"),
     path("runs/<str:run_id>/compare/", runs.compare, name="run-compare"),
     path("threads/", threads.thread_list, name="threads"),
+    path("analytics/", analytics.analytics_page, name="analytics"),
     path("threads/<int:pk>/", threads.thread_page, name="thread"),
     path("settings/", settings.settings_page, name="settings"),
     path("settings/apps/<uuid:app_id>/", settings.edit_app, name="settings-app"),

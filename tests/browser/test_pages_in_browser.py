@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -88,3 +89,21 @@ def test_an_outsider_gets_404(page, bob, demo):
         f"/threads/?app={demo.public_id}",
     ):
         assert page.goto(path).status == 404, path
+
+
+def test_analytics_draws_its_charts_and_a_row_opens_llm_calls(page, alice, demo):
+    log_in(page, "alice")
+    page.goto("/")
+    page.click(".mainnav a:has-text('Analytics')")
+    page.wait_for_url(re.compile(r"/analytics/"))
+    page.wait_for_selector(".chart canvas")
+    assert page.locator(".chart canvas").count() == 3  # cost, tokens, error rate (uPlot draws on canvas)
+    assert page.locator(".chart .u-legend").count() == 3
+    screenshot(page, "analytics")
+    row = page.locator("section:has(h2:text-is('Models')) tbody a").first
+    model = row.inner_text().strip()
+    row.click()
+    page.wait_for_url(re.compile(r"model="))
+    assert urlsplit(page.url).path == "/"  # LLM Calls
+    models = {cell.strip() for cell in page.locator("#calls-table tbody td:nth-child(5)").all_inner_texts()}
+    assert models == {model}

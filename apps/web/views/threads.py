@@ -18,7 +18,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import ValidationError
@@ -26,7 +25,7 @@ from rest_framework.exceptions import ValidationError
 from apps.tenancy.api.exceptions import exception_handler
 from apps.threads.selectors import agents_of, conversation, page_of_threads, threads_of
 from apps.web.scoping import page_app
-from apps.web.views.common import RANGES, empty_state
+from apps.web.views.common import RANGES, empty_state, with_range
 
 FEEDBACK_CHOICES = [("", "Any feedback"), ("true", "With feedback"), ("false", "Without feedback")]
 ROLES = {"user", "assistant", "system", "tool"}  # anything else is styled like a tool message
@@ -53,7 +52,7 @@ def thread_list(request):
     }
     status = 200
     try:
-        page = page_of_threads(app, _with_range(request.GET.copy()))
+        page = page_of_threads(app, with_range(request.GET.copy()))
     except ValidationError as exc:
         context["error"], status = exception_handler(exc, {}).data["error"], 400
     else:
@@ -116,17 +115,6 @@ def _params(query: QueryDict, app) -> QueryDict:
         params.pop("range", None)
     params["app"] = str(app.public_id)
     return params
-
-
-def _with_range(data: QueryDict) -> QueryDict:
-    """`range` as `from`, unless the request gives its own `from` or `to` (a custom range wins)."""
-    preset = data.pop("range", [""])[-1]
-    if not preset or data.get("from") or data.get("to"):
-        return data
-    if preset not in RANGES:
-        raise ValidationError({"range": [f"Must be one of {', '.join(RANGES)}."]})
-    data["from"] = (timezone.now() - RANGES[preset]).isoformat()
-    return data
 
 
 def _form_values(query: QueryDict) -> dict:
