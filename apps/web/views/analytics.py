@@ -28,9 +28,9 @@ from apps.analytics.selectors import agent_stats, analytics_filter, model_stats,
 from apps.tenancy.api.exceptions import error_lines
 from apps.tracing.selectors import run_choices
 from apps.web.scoping import page_app
-from apps.web.views.calls import STATUSES, local_input, option_list
+from apps.web.views.calls import STATUSES, local_input, option_list, param
 from apps.web.views.calls import page_url as calls_url
-from apps.web.views.common import RANGES, empty_state, with_range
+from apps.web.views.common import RANGES, empty_state, seconds, state_url, usd, with_range
 
 # Every parameter the page keeps in its URL, in the order its links write them.
 PARAMS = ["app", "group_by", "interval", "range", "from", "to", "tz", "agent", "model", "type", "status", "tags",
@@ -77,21 +77,9 @@ def read_state(query: QueryDict, app) -> dict[str, list[str]]:
     return state
 
 
-def param(state, name: str, default: str = "") -> str:
-    """A parameter's value as a filter reads it: the last one given."""
-    return state.get(name, [default])[-1]
-
-
 def page_url(state, **changes) -> str:
     """This page's URL for `state` with `changes` (None drops a parameter)."""
-    merged = {**state, **{name: [value] for name, value in changes.items() if value is not None}}
-    for name in [name for name, value in changes.items() if value is None]:
-        merged.pop(name, None)
-    query = QueryDict(mutable=True)
-    for name in PARAMS:
-        if name in merged:
-            query.setlist(name, merged[name])
-    return f"{reverse('analytics')}?{query.urlencode()}"
+    return state_url("analytics", PARAMS, state, changes)
 
 
 def selector_params(state) -> QueryDict:
@@ -296,27 +284,11 @@ def error_row(row: dict, links: Links) -> dict:
     return {**row, "url": links.calls(**filters), "example_url": example_url, "count": f"{row['count']:,}"}
 
 
-def usd(value) -> str:
-    """$1.50; below a dollar three significant digits ($0.120, $0.00213), never an exponent."""
-    if value is None:
-        return "—"
-    value = Decimal(str(value))
-    if not value:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    return f"${value:.{min(max(2, 2 - value.adjusted()), 10)}f}"
-
-
 def percent(rate) -> str:
     if rate is None:
         return "—"
     rate = float(rate) * 100
     return "0%" if not rate else f"{rate:.1f}%" if rate >= 0.1 else "<0.1%"
-
-
-def seconds(value, unit: str = " s") -> str:
-    return "—" if value is None else f"{value:.2f}{unit}" if value < 100 else f"{value:,.0f}{unit}"
 
 
 def width(value, scale: float) -> float:

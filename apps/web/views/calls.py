@@ -36,7 +36,7 @@ from apps.tracing.filters import DEFAULT_ORDERING, ORDERINGS
 from apps.tracing.models import Run
 from apps.tracing.selectors import RunChoices, page_of_runs, run_choices, runs_of
 from apps.web.scoping import page_app
-from apps.web.views.common import RANGES, empty_state
+from apps.web.views.common import RANGES, empty_state, seconds, state_url
 
 FORM_ID, TABLE_ID = "calls-filters", "calls-table"
 DEFAULT_TYPE = "llm"
@@ -102,10 +102,7 @@ def read_state(query, app) -> dict[str, list[str]]:
 
 def page_url(state: dict[str, list[str]], **changes) -> str:
     """The page's URL for `state` with `changes` (None drops a parameter)."""
-    merged = {**state, **{name: [value] for name, value in changes.items() if value is not None}}
-    for name in [name for name, value in changes.items() if value is None]:
-        merged.pop(name, None)
-    return f"{reverse('calls')}?{urlencode([(name, value) for name in PARAMS for value in merged.get(name, [])])}"
+    return state_url("calls", PARAMS, state, changes)
 
 
 def param(state, name: str, default: str = "") -> str:
@@ -202,7 +199,7 @@ class Row:
         return cls(
             run=run,
             status=run.display_status,
-            duration="—" if latency is None else f"{latency:.2f} s" if latency < 100 else f"{latency:,.0f} s",
+            duration=seconds(latency),
             speed="" if latency is None else "fine" if latency < 4 else "warning" if latency <= 8 else "danger",
             tokens="—" if run.total_tokens is None else f"{run.total_tokens:,}",
             cost=dollars(run.cost, priced=run.total_tokens is not None),

@@ -1,10 +1,13 @@
-"""What every page view shares: the login requirement, the current app, the empty state."""
+"""What every page view shares: the current app's presets, page URLs, the empty state, number formats."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.http import QueryDict
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -37,3 +40,28 @@ def empty_state(request, app, title: str) -> dict:
         "api_url": request.build_absolute_uri("/").rstrip("/"),
         "key_prefix": key.prefix if key else None,
     }
+
+
+def state_url(route: str, params: list[str], state: dict[str, list[str]], changes: dict) -> str:
+    """The URL of page `route` for `state` with `changes` (None drops a parameter), `params` in order."""
+    merged = {**state, **{name: [value] for name, value in changes.items() if value is not None}}
+    for name in [name for name, value in changes.items() if value is None]:
+        merged.pop(name, None)
+    return f"{reverse(route)}?{urlencode([(name, value) for name in params for value in merged.get(name, [])])}"
+
+
+def usd(value) -> str:
+    """$1.50; below a dollar three significant digits ($0.120, $0.00213), never an exponent."""
+    if value is None:
+        return "—"
+    value = Decimal(str(value))
+    if not value:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.{min(max(2, 2 - value.adjusted()), 10)}f}"  # costs are stored with 10 decimals
+
+
+def seconds(value, unit: str = " s") -> str:
+    """A duration: two decimals below 100 s, whole seconds above; "—" when unknown."""
+    return "—" if value is None else f"{value:.2f}{unit}" if value < 100 else f"{value:,.0f}{unit}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
-from decimal import Decimal
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, QueryDict
@@ -25,7 +24,7 @@ from rest_framework.exceptions import ValidationError
 from apps.tenancy.api.exceptions import exception_handler
 from apps.threads.selectors import agents_of, conversation, page_of_threads, threads_of
 from apps.web.scoping import page_app
-from apps.web.views.common import RANGES, empty_state, with_range
+from apps.web.views.common import RANGES, empty_state, usd, with_range
 
 FEEDBACK_CHOICES = [("", "Any feedback"), ("true", "With feedback"), ("false", "Without feedback")]
 ROLES = {"user", "assistant", "system", "tool"}  # anything else is styled like a tool message
@@ -57,7 +56,7 @@ def thread_list(request):
         context["error"], status = exception_handler(exc, {}).data["error"], 400
     else:
         for thread in page.threads:
-            thread.tokens_label, thread.cost_label = _tokens(thread.total_tokens), _usd(thread.total_cost)
+            thread.tokens_label, thread.cost_label = _tokens(thread.total_tokens), usd(thread.total_cost)
         context["page"] = page
         if not page.threads and not context["filtered"] and not params.get("cursor"):
             if not threads_of(app).exists():
@@ -86,7 +85,7 @@ def thread_page(request, pk: int):
             "body": _body(message.content),
             "latency": _seconds(message.latency_s),
             "tokens": _tokens(message.tokens) if message.tokens else "",
-            "cost": _usd(message.cost) if message.cost else "",
+            "cost": usd(message.cost) if message.cost else "",
             "run_url": _run_url(message.run_id, app),
         }
         for message in messages
@@ -98,7 +97,7 @@ def thread_page(request, pk: int):
         "title": next((m.preview for m in messages if m.role == "user" and m.preview), thread.preview),
         "bubbles": bubbles,
         "tokens": _tokens(thread.total_tokens),
-        "cost": _usd(thread.total_cost),
+        "cost": usd(thread.total_cost),
     }
     return render(request, "web/thread.html", context)
 
@@ -165,18 +164,6 @@ def _run_url(run_id: str | None, app) -> str | None:
         return f"{reverse('run', args=[run_id])}?app={app.public_id}"
     except NoReverseMatch:  # a run id with a "/" has no run page URL (yet)
         return None
-
-
-def _usd(value: Decimal | None) -> str:
-    """$1.50; below a dollar three significant digits ($0.120, $0.00213), never scientific notation."""
-    if value is None:
-        return "—"
-    if value == 0:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    decimals = min(max(2, 2 - value.adjusted()), 10)  # costs are stored with 10 decimals
-    return f"${value:.{decimals}f}"
 
 
 def _tokens(value: int | None) -> str:
