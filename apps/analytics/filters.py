@@ -36,7 +36,15 @@ class AnalyticsFilterSet(RunFilterSet):
     """RunFilterSet's RUN_FILTERS (same fields, same messages), and the shape of the aggregates.
 
     One FilterSet, so that every invalid parameter is reported at once, in the runs API's shape.
+    It filters RunCost rows (tracing.models: the narrow copy of each run that analytics reads),
+    which carry the run's own columns under the same names, except `tags` and `user_email`: those
+    two are read through the join to the run.
     """
+
+    user_email = django_filters.CharFilter(field_name="run__user_email")
+
+    def by_tags(self, qs, name, value):
+        return qs.filter(run__tags__any_of=value) if value else qs
 
     tz = TimeZoneFilter(method="keep", help_text="IANA time zone of the buckets; default UTC.")
     interval = django_filters.ChoiceFilter(
@@ -45,7 +53,8 @@ class AnalyticsFilterSet(RunFilterSet):
     group_by = django_filters.ChoiceFilter(choices=[(g, g) for g in GROUPS], method="keep", help_text="Default: model.")
 
 
+OWN_FILTERS = ("user_email", "tz", "interval", "group_by")
 AnalyticsFilterSet.base_filters = {
-    **{name: RunFilterSet.base_filters[name] for name in RUN_FILTERS},
-    **{name: AnalyticsFilterSet.base_filters[name] for name in ("tz", "interval", "group_by")},
+    **{name: RunFilterSet.base_filters[name] for name in RUN_FILTERS if name not in OWN_FILTERS},
+    **{name: AnalyticsFilterSet.base_filters[name] for name in OWN_FILTERS},
 }

@@ -28,8 +28,7 @@ from rest_framework.exceptions import ValidationError
 
 from apps.analytics.filters import GROUPS, AnalyticsFilterSet
 from apps.tenancy.models import App
-from apps.tracing.models import Status
-from apps.tracing.selectors import runs_of
+from apps.tracing.models import RunCost, Status
 
 WINDOW = timedelta(days=7)  # without `from`: the last 7 days up to `to` (default: now)
 HOURLY_UP_TO = timedelta(days=2)  # the default interval: hour for windows up to this long, else day
@@ -39,13 +38,17 @@ MESSAGE_SCAN = 2000  # the first this many characters of an error message are re
 MESSAGE_CHARS = 500  # a normalised error message is cut to this length
 PERCENTILES = {"latency_p50_s": 0.5, "latency_p95_s": 0.95, "latency_p99_s": 0.99}
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+# Rows are counted by a non-null column of RunCost's covering index (never its primary key, which the
+# index lacks), so that PostgreSQL answers from the index alone.
+ROWS = "started_at"
 
 
 @dataclass(frozen=True, slots=True)
 class AnalyticsQuery:
     """A validated analytics query: the app's runs that match the filters and lie in [start, end]
-    (each with `.cost`), the zone of the day buckets, the interval and what usage groups by.
-    `run_type` is the `type` filter, if any (model_stats reads LLM runs unless it says otherwise)."""
+    (as RunCost rows: each run's cost and the columns analytics reads, see tracing.models), the zone
+    of the day buckets, the interval and what usage groups by. `run_type` is the `type` filter, if
+    any (model_stats reads LLM runs unless it says otherwise)."""
 
     app: App
     runs: QuerySet
@@ -63,7 +66,7 @@ def analytics_filter(app, params) -> AnalyticsQuery:
     The filters are RunFilterSet's (analytics.filters.RUN_FILTERS: same fields, same messages), so
     a bad value is the 400 `{"error": "param: message"}` that GET /api/run/ answers. No query.
     """
-    filterset = AnalyticsFilterSet(params, queryset=runs_of(app), app=app)
+    filterset = AnalyticsFilterSet(params, queryset=RunCost.objects.for_app(app), app=app)
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
     data = filterset.form.cleaned_data
@@ -99,37 +102,31 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     """
     column = GROUPS[q.group_by]
     bucket = TruncHour("started_at", tzinfo=UTC) if q.interval == "hour" else TruncDay("started_at", tzinfo=q.tz)
-    rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**_usage_totals())
-    found = {(row["bucket"], row[column] or ""): row for row in rows}
+    totals = {
+        "n_runs": Count(ROWS),
+        "total_cost": Sum("cost"),
+        "prompt": Sum("prompt_tokens"),
+        "completion": Sum("completion_tokens"),
+        "n_errors": Count(ROWS, filter=Q(status=Status.ERROR)),
+    }
+    rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**totals)
+    found = {(bucket, key or ""): figures for bucket, key, *figures in rows.values_list("bucket", column, *totals)}
     keys = sorted({key for _, key in found}) or [""]
+    zero = (0, Decimal(0), 0, 0, 0)
     return [
-        _bucket(start.astimezone(q.tz), key, found.get((start, key)))
+        {"start": local, "key": key, **dict(zip(USAGE_FIGURES, _figures(found.get((start, key), zero)), strict=True))}
         for start in interval_starts(q.start, q.end, q.tz, q.interval)
+        for local in [start.astimezone(q.tz)]  # once per interval, not per key (thousands of users)
         for key in keys
     ]
 
 
-def _usage_totals() -> dict:
-    return {
-        "n_runs": Count("id"),
-        "total_cost": Sum("pricing__cost"),
-        "prompt": Sum("prompt_tokens"),
-        "completion": Sum("completion_tokens"),
-        "n_errors": Count("id", filter=Q(status=Status.ERROR)),
-    }
+USAGE_FIGURES = ("runs", "cost", "prompt_tokens", "completion_tokens", "errors")
 
 
-def _bucket(start: datetime, key: str, row: dict | None) -> dict:
-    row = row or {}
-    return {
-        "start": start,
-        "key": key,
-        "runs": row.get("n_runs") or 0,
-        "cost": row.get("total_cost") or Decimal(0),
-        "prompt_tokens": row.get("prompt") or 0,
-        "completion_tokens": row.get("completion") or 0,
-        "errors": row.get("n_errors") or 0,
-    }
+def _figures(row) -> tuple:
+    runs, cost, prompt, completion, errors = row
+    return runs, cost or Decimal(0), prompt or 0, completion or 0, errors
 
 
 def interval_starts(start: datetime, end: datetime, tz: ZoneInfo, interval: str) -> list[datetime]:
@@ -171,7 +168,7 @@ def model_stats(q: AnalyticsQuery) -> list[dict]:
     that type instead), most expensive first. A call is a run; an error one with status "error";
     users are distinct user ids. One query on PostgreSQL, two on SQLite (the percentiles)."""
     calls = q.runs if q.run_type else q.runs.filter(type="llm")
-    totals = _stats_totals(calls, "model", Q())
+    totals = _stats_totals(calls, "model", None)
     rows = [_stats_row(key, "model", "calls", values) for key, values in totals.items()]
     return sorted(rows, key=lambda row: (-row["cost"], row["model"]))
 
@@ -185,34 +182,43 @@ def agent_stats(q: AnalyticsQuery) -> list[dict]:
     priced, so this is the cost of the agent's traces (a root's own cost is usually 0). Per root
     run, these are exact when each trace has one agent and lies inside the window; LLM calls of a
     nested agent that names itself count for that agent. Agents without a root run in the window
-    are left out. One query on PostgreSQL, two on SQLite.
+    are left out. Two queries on PostgreSQL, three on SQLite.
     """
-    roots = Q(parent_run_id__isnull=True)
-    totals = _stats_totals(q.runs.filter(agent__isnull=False), "agent", roots)
+    totals = _stats_totals(q.runs.filter(agent__isnull=False), "agent", Q(root=True))
     rows = [_stats_row(key, "agent", "runs", values) for key, values in totals.items() if values["n"]]
     return sorted(rows, key=lambda row: (-row["cost"], row["agent"]))
 
 
-def _stats_totals(runs: QuerySet, column: str, counted: Q) -> dict[str, dict]:
+def _stats_totals(runs: QuerySet, column: str, counted: Q | None) -> dict[str, dict]:
     """{key: totals} grouped by `column`: n, errors, users and latency percentiles over the runs
-    matching `counted`; cost, tokens and LLM calls over all of them."""
+    matching `counted` (all of them when None); cost, tokens and LLM calls over all of them.
+
+    With `counted`, two queries: the sums are hashed over every run, the counts and percentiles
+    (which sort) over the counted runs only, instead of sorting every run of the window."""
     postgres = connections[runs.db].vendor == "postgresql"
-    measured = counted & Q(latency_s__isnull=False)
-    aggregates = {
-        "n": Count("id", filter=counted or None),
-        "n_errors": Count("id", filter=counted & Q(status=Status.ERROR)),
-        "n_users": Count("user_id", distinct=True, filter=counted or None),
-        "total_cost": Sum("pricing__cost"),
-        "prompt": Sum("prompt_tokens"),
-        "completion": Sum("completion_tokens"),
-        "llm_calls": Count("id", filter=Q(type="llm")),
+    per_run = {
+        "n": Count(ROWS),
+        "n_errors": Count(ROWS, filter=Q(status=Status.ERROR)),
+        "n_users": Count("user_id", distinct=True),
     }
     if postgres:
-        aggregates |= {name: PercentileCont("latency_s", f, filter=measured) for name, f in PERCENTILES.items()}
-    rows = runs.order_by().values(column).annotate(**aggregates)
-    totals = {row[column] or "": row for row in rows}
+        per_run |= {name: PercentileCont("latency_s", f) for name, f in PERCENTILES.items()}
+    summed = {
+        "total_cost": Sum("cost"),
+        "prompt": Sum("prompt_tokens"),
+        "completion": Sum("completion_tokens"),
+        "llm_calls": Count(ROWS, filter=Q(type="llm")),
+    }
+    runs = runs.order_by()
+    measured = runs if counted is None else runs.filter(counted)
+    if counted is None:
+        totals = {row[column] or "": row for row in runs.values(column).annotate(**per_run, **summed)}
+    else:
+        totals = {row[column] or "": row for row in measured.values(column).annotate(**per_run)}
+        for row in runs.values(column).annotate(**summed):
+            totals.setdefault(row[column] or "", {"n": 0, "n_errors": 0, "n_users": 0}).update(row)
     if not postgres:
-        for key, values in _latency_percentiles(runs.filter(measured), column).items():
+        for key, values in _latency_percentiles(measured.filter(latency_s__isnull=False), column).items():
             totals[key].update(values)
     return totals
 
@@ -294,14 +300,16 @@ def top_errors(q: AnalyticsQuery, limit: int = 20) -> list[dict]:
     """The `limit` most frequent normalised messages among the newest ERROR_SAMPLE error runs of the
     window (status "error"), most frequent first: count, first and last seen, the most common model
     and agent, and the newest run as an example. The message is error["message"] (else its
-    "type"), or the error itself when it is a plain string. One query; grouped in Python."""
-    message = Coalesce(KeyTextTransform("message", "error"), KeyTextTransform("type", "error"), JsonStringText("error"))
+    "type"), or the error itself when it is a plain string. One query (the messages joined from the
+    runs); grouped in Python."""
+    error = "run__error"
+    message = Coalesce(KeyTextTransform("message", error), KeyTextTransform("type", error), JsonStringText(error))
     message = Substr(message, 1, MESSAGE_SCAN)
     rows = (
         q.runs.filter(status=Status.ERROR)
         .annotate(message=message)
-        .order_by("-started_at", "-id")
-        .values_list("message", "model", "agent", "run_id", "started_at")[:ERROR_SAMPLE]
+        .order_by("-started_at", "-run")
+        .values_list("message", "model", "agent", "run__run_id", "started_at")[:ERROR_SAMPLE]
     )
     groups: dict[str, dict] = {}
     for text, model, agent, run_id, started_at in rows:  # newest first

@@ -195,15 +195,24 @@ class SavedRun(Run):
         verbose_name_plural = "saved runs"
 
 
+# What analytics reads of RunCost besides app and started_at (the covering index's other columns).
+ANALYTICS_COLUMNS = ["type", "model", "agent", "user_id", "status", "root", "latency_s", "cost", "prompt_tokens",
+                     "completion_tokens"]  # fmt: skip
+
+
 class RunCost(models.Model):
     """The price of a run and what it is computed from, in a narrow table of its own.
 
     Repricing rewrites millions of costs at once (tracing.repricing). Rewriting the wide,
     many-indexed run rows would update every index for every run; these rows are a few
-    dozen bytes with two indexes. They also carry the pricing inputs (copied from the run
+    dozen bytes with a few indexes. They also carry the pricing inputs (copied from the run
     when it is written), so that the recalculation is one statement over this table alone:
     a concurrent write of the same run is re-read by the database before it is repriced,
     never mixed with older values from another table. Every run has one.
+
+    They also carry what analytics groups and counts by (agent, user, status, latency, root),
+    copied from the run by every write of it (tracing.services), so that a month of an app's
+    runs is aggregated from one covering index instead of the wide run rows (docs/ANALYTICS.md).
     """
 
     run = models.OneToOneField(
@@ -222,6 +231,12 @@ class RunCost(models.Model):
     cache_hit = models.BooleanField(default=False)
     cost = models.DecimalField(**COST, default=0)
     cost_row = models.ForeignKey(ModelCost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The run's again, for analytics (agent and user_id as stored: inherited ones included).
+    agent = models.CharField(max_length=200, null=True, blank=True)
+    user_id = models.CharField(max_length=200, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.STARTED)
+    latency_s = models.FloatField(null=True, blank=True)
+    root = models.BooleanField(default=True, help_text="The run has no parent.")
 
     objects = TenantQuerySet.as_manager()
 
@@ -231,6 +246,8 @@ class RunCost(models.Model):
             models.Index(fields=["app", "-cost", "-run"], name="runcost_app_cost"),
             models.Index(fields=["app", "type", "-cost", "-run"], name="runcost_app_type_cost"),
             models.Index(fields=["app", "model", "-cost", "-run"], name="runcost_app_model_cost"),
+            # Analytics over a window: an index-only scan on PostgreSQL (INCLUDE; a plain index on SQLite).
+            models.Index(fields=["app", "started_at"], include=ANALYTICS_COLUMNS, name="runcost_app_started"),
         ]
 
     def __str__(self) -> str:

@@ -24,7 +24,8 @@ from apps.tracing.sql import run_tree, upsert
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
 COST_COLUMNS = ["run", "app", "type", "model", "started_at", "prompt_tokens", "completion_tokens",
-                "cached_prompt_tokens", "total_tokens", "cache_hit", "cost", "cost_row"]  # fmt: skip
+                "cached_prompt_tokens", "total_tokens", "cache_hit", "cost", "cost_row",
+                "agent", "user_id", "status", "latency_s", "root"]  # fmt: skip
 FEEDBACK_COLUMNS = [
     "app",
     "run_id",
@@ -159,10 +160,10 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
         conflict=["app", "run_id"],
         update=RUN_UPDATE,
         keep=INHERITED,
-        returning=["run_id", "id"],
+        returning=["run_id", "id", "agent", "user_id"],
     )
-    pks = dict(written)
-    _write_costs(app, states, pks)
+    _write_costs(app, states, {run_id: (pk, agent, user_id) for run_id, pk, agent, user_id in written})
+    pks = {run_id: pk for run_id, pk, *_ in written}
     searches = [
         (pks[run_id], app.pk, s.search) for run_id, s in states.items() if s.search_digest != digests.get(run_id)
     ]
@@ -170,15 +171,20 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     return set(run_ids) - stored.keys()
 
 
-def _write_costs(app, states: dict[str, RunState], pks: dict[str, int]) -> None:
-    """Each run's RunCost row: its pricing inputs and the cost they give."""
+def _write_costs(app, states: dict[str, RunState], written: dict[str, tuple[int, str | None, str | None]]) -> None:
+    """Each run's RunCost row: its pricing inputs and the cost they give, and what analytics reads.
+
+    `written` is {run id: (pk, agent, user_id)} as the run upsert stored them (a stored inherited
+    agent or user survives a merge that has none, see INHERITED)."""
     rows = []
     for run_id, state in states.items():
         usage = usage_of(state)
+        pk, agent, user_id = written[run_id]
         rows.append([
-            pks[run_id], app.pk, state.type, usage.model, usage.started_at,
+            pk, app.pk, state.type, usage.model, usage.started_at,
             usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens, usage.total_tokens,
             usage.cache_hit, state.cost, state.cost_row_id,
+            agent, user_id, state.status, state.latency_s, state.parent_run_id is None,
         ])  # fmt: skip
     upsert(RunCost, COST_COLUMNS, rows, conflict=["run"], update=COST_COLUMNS[2:])
 
@@ -230,9 +236,14 @@ def _propagate_to_children(app, parent_ids: set[str]) -> None:
         return
     parent = Run.objects.for_app(app).filter(run_id=OuterRef("parent_run_id"))
     missing = Q(agent__isnull=True) | Q(user_id__isnull=True) | Q(user_email__isnull=True)
-    Run.objects.for_app(app).filter(missing, parent_run_id__in=parent_ids).update(
-        **{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
-    )
+    children = Run.objects.for_app(app).filter(parent_run_id__in=parent_ids)
+    if children.filter(missing).update(**{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}):
+        # RunCost's copies follow (only when a child changed: usually none has, it inherited when written).
+        run = Run.objects.filter(pk=OuterRef("run"))
+        stale = Q(agent__isnull=True) | Q(user_id__isnull=True)
+        RunCost.objects.for_app(app).filter(stale, run__in=children.values("pk")).update(
+            agent=Subquery(run.values("agent")[:1]), user_id=Subquery(run.values("user_id")[:1])
+        )
 
 
 # --- the Run page --------------------------------------------------------------------------------
