@@ -112,7 +112,8 @@ def fill(app_pk: int, count: int, *, seed: int = 1, llm_only: bool = False) -> f
         # Every run has its RunCost row; a made-up price keeps the fill independent of the cost table.
         cursor.execute(
             "INSERT INTO tracing_runcost (run_pk, app_id, type, model, started_at, prompt_tokens, completion_tokens, "
-            "cached_prompt_tokens, total_tokens, cache_hit, cost, cost_row_id, agent, user_id, status, latency_s, root) "
+            "cached_prompt_tokens, total_tokens, cache_hit, cost, cost_row_id, "
+            "agent, user_id, status, latency_s, root) "
             "SELECT id, app_id, type, model, started_at, prompt_tokens, completion_tokens, "
             "NULL, total_tokens, FALSE, COALESCE(prompt_tokens * 3 + completion_tokens * 9, 0) / 1000000.0, NULL, "
             "agent, user_id, status, latency_s, parent_run_id IS NULL "

@@ -206,6 +206,9 @@ OBSERVATORY_API_KEY_CACHE_SECONDS = env_int("OBSERVATORY_API_KEY_CACHE_SECONDS",
 OBSERVATORY_ASSEMBLY_BATCH = env_int("OBSERVATORY_ASSEMBLY_BATCH", 2000, minimum=1)
 # How many characters of a run's input and of its output the runs search looks through.
 OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD", 2000, minimum=0)
+# PostgreSQL's work_mem (MB) for an analytics request's queries, so that the sorts and hash tables of
+# a month of runs stay in memory (docs/ANALYTICS.md); 0 = the server's own setting.
+OBSERVATORY_ANALYTICS_WORK_MEM_MB = env_int("OBSERVATORY_ANALYTICS_WORK_MEM_MB", 64, minimum=0)
 # Retention for new apps, in days; 0 = keep forever.
 OBSERVATORY_DEFAULT_RETENTION_DAYS = env_int("OBSERVATORY_DEFAULT_RETENTION_DAYS", 30, minimum=0)
 # The hour (UTC, 0-23) at which Celery beat starts the daily retention job (docs/RETENTION.md).

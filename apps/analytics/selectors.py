@@ -12,15 +12,31 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import connections
-from django.db.models import Aggregate, Count, FloatField, Func, Q, QuerySet, Sum, TextField
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import (
+    Aggregate,
+    CharField,
+    Count,
+    ExpressionWrapper,
+    FloatField,
+    Func,
+    Q,
+    QuerySet,
+    Sum,
+    TextField,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Substr, TruncDay, TruncHour
 from django.utils import timezone
@@ -89,6 +105,52 @@ def analytics_filter(app, params) -> AnalyticsQuery:
     )
 
 
+# --- running the selectors ---------------------------------------------------------------------------
+
+
+@contextmanager
+def tuned(using: str = DEFAULT_DB_ALIAS):
+    """A transaction (or the current one) whose PostgreSQL work_mem is OBSERVATORY_ANALYTICS_WORK_MEM_MB:
+    the default 4 MB spills a month's sorts and hash tables to disk. One query; nothing elsewhere."""
+    connection = connections[using]
+    megabytes = settings.OBSERVATORY_ANALYTICS_WORK_MEM_MB
+    if connection.vendor != "postgresql" or not megabytes:
+        yield
+        return
+    with transaction.atomic(using, savepoint=False), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [f"{megabytes}MB"])  # true: this transaction
+        yield
+
+
+def answer(query: AnalyticsQuery, selector: Callable[[AnalyticsQuery], Any]) -> Any:
+    """One selector's answer, `tuned`."""
+    with tuned(query.runs.db):
+        return selector(query)
+
+
+def answer_all(query: AnalyticsQuery, *selectors: Callable[[AnalyticsQuery], Any]) -> list:
+    """Each selector's answer to `query` (the Analytics page's four reads).
+
+    On PostgreSQL they run at once, each in a thread with its own connection: the reads are
+    independent, so the page takes as long as the slowest, not their sum (docs/PERFORMANCE.md).
+    One after the other on SQLite, and inside a transaction (a test's), whose rows the other
+    connections would not see.
+    """
+    connection = connections[query.runs.db]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        with tuned(query.runs.db):
+            return [selector(query) for selector in selectors]
+    with ThreadPoolExecutor(max_workers=len(selectors), thread_name_prefix="analytics") as pool:
+        return list(pool.map(lambda selector: _answer_in_thread(query, selector), selectors))
+
+
+def _answer_in_thread(query: AnalyticsQuery, selector) -> Any:
+    try:
+        return answer(query, selector)
+    finally:
+        connections.close_all()  # this thread's own connections: the thread ends here
+
+
 # --- usage: one row per interval and key ----------------------------------------------------------
 
 
@@ -101,7 +163,10 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     midnight in `tz` (so a day is 23 or 25 hours long when the clocks change). One query.
     """
     column = GROUPS[q.group_by]
-    bucket = TruncHour("started_at", tzinfo=UTC) if q.interval == "hour" else TruncDay("started_at", tzinfo=q.tz)
+    zone = UTC if q.interval == "hour" else q.tz
+    bucket = (TruncHour if q.interval == "hour" else TruncDay)("started_at", tzinfo=zone)
+    # The database's local time, as it comes (see _start): Django would convert it on every row.
+    bucket = ExpressionWrapper(bucket, output_field=CharField())
     totals = {
         "n_runs": Count(ROWS),
         "total_cost": Sum("cost"),
@@ -110,7 +175,11 @@ def usage(q: AnalyticsQuery) -> list[dict]:
         "n_errors": Count(ROWS, filter=Q(status=Status.ERROR)),
     }
     rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**totals)
-    found = {(bucket, key or ""): figures for bucket, key, *figures in rows.values_list("bucket", column, *totals)}
+    starts: dict = {}
+    found = {
+        (starts.get(raw) or starts.setdefault(raw, _start(raw, zone)), key or ""): figures
+        for raw, key, *figures in rows.values_list("bucket", column, *totals)
+    }
     keys = sorted({key for _, key in found}) or [""]
     zero = (0, Decimal(0), 0, 0, 0)
     return [
@@ -122,6 +191,12 @@ def usage(q: AnalyticsQuery) -> list[dict]:
 
 
 USAGE_FIGURES = ("runs", "cost", "prompt_tokens", "completion_tokens", "errors")
+
+
+def _start(local: datetime | str, zone: ZoneInfo) -> datetime:
+    """A truncated start as the database returns it (a datetime, or text on SQLite), in local time
+    of `zone`, as an aware datetime: what Django's Trunc would give, once per interval, not per row."""
+    return (datetime.fromisoformat(local) if isinstance(local, str) else local).replace(tzinfo=zone)
 
 
 def _figures(row) -> tuple:

@@ -237,7 +237,8 @@ def _propagate_to_children(app, parent_ids: set[str]) -> None:
     parent = Run.objects.for_app(app).filter(run_id=OuterRef("parent_run_id"))
     missing = Q(agent__isnull=True) | Q(user_id__isnull=True) | Q(user_email__isnull=True)
     children = Run.objects.for_app(app).filter(parent_run_id__in=parent_ids)
-    if children.filter(missing).update(**{name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}):
+    inherited = {name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
+    if children.filter(missing).update(**inherited):
         # RunCost's copies follow (only when a child changed: usually none has, it inherited when written).
         run = Run.objects.filter(pk=OuterRef("run"))
         stale = Q(agent__isnull=True) | Q(user_id__isnull=True)

@@ -33,7 +33,10 @@ def copies_and_runs() -> tuple[dict, dict]:
     return copies, runs
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations([AGENT_START, LLM_START, LLM_END, TOOL_ERROR, AGENT_END])))
+TRACE = [AGENT_START, LLM_START, LLM_END, TOOL_ERROR, AGENT_END]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(TRACE)))
 def test_the_copy_equals_the_run_after_events_in_any_order(acme_client, order):
     for event in order:  # one request each: children often come before their parent
         report(acme_client, event)

@@ -56,4 +56,4 @@ class AnalyticsViewSet(AppScopedMixin, viewsets.GenericViewSet):
 
     def _answer(self, name: str, selector) -> Response:
         query = selectors.analytics_filter(self.app, self.request.query_params)
-        return Response({name: [plain(row) for row in selector(query)]})
+        return Response({name: [plain(row) for row in selectors.answer(query, selector)]})

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.contrib.auth.decorators import login_required
 from django.http import QueryDict
@@ -24,7 +25,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from rest_framework.exceptions import ValidationError
 
-from apps.analytics.selectors import agent_stats, analytics_filter, model_stats, top_errors, usage
+from apps.analytics.selectors import agent_stats, analytics_filter, answer_all, model_stats, top_errors, usage
 from apps.tenancy.api.exceptions import error_lines
 from apps.tracing.selectors import run_choices
 from apps.web.scoping import page_app
@@ -119,9 +120,8 @@ def filter_bar(state, choices) -> dict:
 def figures(query, state) -> dict:
     """The charts' data, the latency bars, the model, agent and error tables, each row with its link."""
     links = Links(state, query.start, query.end)
-    buckets = usage(query)
-    models, agents = model_stats(query), agent_stats(query)
-    errors = top_errors(query, limit=TOP_ERRORS)
+    errors_of = partial(top_errors, limit=TOP_ERRORS)
+    buckets, models, agents, errors = answer_all(query, usage, model_stats, agent_stats, errors_of)
     total_runs = sum(b["runs"] for b in buckets)
     latency_group = "agent" if query.group_by == "agent" else "model"  # no percentiles per user
     return {
