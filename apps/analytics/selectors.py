@@ -177,31 +177,29 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**totals)
     starts: dict = {}
     found = {
-        (starts.get(raw) or starts.setdefault(raw, _start(raw, zone)), key or ""): figures
-        for raw, key, *figures in rows.values_list("bucket", column, *totals)
+        (starts.get(raw) or starts.setdefault(raw, _start(raw, zone)), key or ""): {
+            "runs": runs,
+            "cost": cost or Decimal(0),
+            "prompt_tokens": prompt or 0,
+            "completion_tokens": completion or 0,
+            "errors": errors,
+        }  # fmt: skip
+        for raw, key, runs, cost, prompt, completion, errors in rows.values_list("bucket", column, *totals)
     }
     keys = sorted({key for _, key in found}) or [""]
-    zero = (0, Decimal(0), 0, 0, 0)
+    zero = {"runs": 0, "cost": Decimal(0), "prompt_tokens": 0, "completion_tokens": 0, "errors": 0}
     return [
-        {"start": local, "key": key, **dict(zip(USAGE_FIGURES, _figures(found.get((start, key), zero)), strict=True))}
+        {"start": local, "key": key, **found.get((start, key), zero)}
         for start in interval_starts(q.start, q.end, q.tz, q.interval)
         for local in [start.astimezone(q.tz)]  # once per interval, not per key (thousands of users)
         for key in keys
     ]
 
 
-USAGE_FIGURES = ("runs", "cost", "prompt_tokens", "completion_tokens", "errors")
-
-
 def _start(local: datetime | str, zone: ZoneInfo) -> datetime:
     """A truncated start as the database returns it (a datetime, or text on SQLite), in local time
     of `zone`, as an aware datetime: what Django's Trunc would give, once per interval, not per row."""
     return (datetime.fromisoformat(local) if isinstance(local, str) else local).replace(tzinfo=zone)
-
-
-def _figures(row) -> tuple:
-    runs, cost, prompt, completion, errors = row
-    return runs, cost or Decimal(0), prompt or 0, completion or 0, errors
 
 
 def interval_starts(start: datetime, end: datetime, tz: ZoneInfo, interval: str) -> list[datetime]:

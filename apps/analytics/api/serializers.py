@@ -16,6 +16,18 @@ def plain(row: dict) -> dict:
     return {name: _json(value) for name, value in row.items()}
 
 
+def plain_buckets(buckets: list[dict]) -> list[dict]:
+    """`plain` for usage's buckets, which may be tens of thousands (a day per user): each interval's
+    start (one datetime object, shared by its keys) is written once, each cost turned to a number."""
+    iso: dict[int, str] = {}
+    return [
+        {**bucket, "start": iso.get(id(start)) or iso.setdefault(id(start), start.isoformat()),
+         "cost": float(bucket["cost"])}
+        for bucket in buckets
+        for start in [bucket["start"]]
+    ]  # fmt: skip
+
+
 def _json(value):
     if isinstance(value, Decimal):
         return float(value)

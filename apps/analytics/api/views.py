@@ -15,6 +15,7 @@ from apps.analytics.api.serializers import (
     ModelsSerializer,
     UsageSerializer,
     plain,
+    plain_buckets,
 )
 from apps.analytics.filters import AnalyticsFilterSet
 from apps.tenancy.api.mixins import AppScopedMixin
@@ -56,4 +57,5 @@ class AnalyticsViewSet(AppScopedMixin, viewsets.GenericViewSet):
 
     def _answer(self, name: str, selector) -> Response:
         query = selectors.analytics_filter(self.app, self.request.query_params)
-        return Response({name: [plain(row) for row in selectors.answer(query, selector)]})
+        rows = selectors.answer(query, selector)
+        return Response({name: plain_buckets(rows) if selector is selectors.usage else [plain(row) for row in rows]})
