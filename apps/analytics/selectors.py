@@ -165,7 +165,7 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     column = GROUPS[q.group_by]
     zone = UTC if q.interval == "hour" else q.tz
     bucket = (TruncHour if q.interval == "hour" else TruncDay)("started_at", tzinfo=zone)
-    # The database's local time, as it comes (see _start): Django would convert it on every row.
+    # The database's local time, as it comes (see _wall): Django would convert it on every row.
     bucket = ExpressionWrapper(bucket, output_field=CharField())
     totals = {
         "n_runs": Count(ROWS),
@@ -175,9 +175,9 @@ def usage(q: AnalyticsQuery) -> list[dict]:
         "n_errors": Count(ROWS, filter=Q(status=Status.ERROR)),
     }
     rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**totals)
-    starts: dict = {}
+    walls: dict = {}
     found = {
-        (starts.get(raw) or starts.setdefault(raw, _start(raw, zone)), key or ""): {
+        (walls.get(raw) or walls.setdefault(raw, _wall(raw, zone)), key or ""): {
             "runs": runs,
             "cost": cost or Decimal(0),
             "prompt_tokens": prompt or 0,
@@ -189,17 +189,20 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     keys = sorted({key for _, key in found}) or [""]
     zero = {"runs": 0, "cost": Decimal(0), "prompt_tokens": 0, "completion_tokens": 0, "errors": 0}
     return [
-        {"start": local, "key": key, **found.get((start, key), zero)}
+        {"start": local, "key": key, **found.get((wall, key), zero)}
         for start in interval_starts(q.start, q.end, q.tz, q.interval)
-        for local in [start.astimezone(q.tz)]  # once per interval, not per key (thousands of users)
+        # once per interval, not per key (thousands of users)
+        for local, wall in [(start.astimezone(q.tz), start.astimezone(zone).replace(tzinfo=None))]
         for key in keys
     ]
 
 
-def _start(local: datetime | str, zone: ZoneInfo) -> datetime:
-    """A truncated start as the database returns it (a datetime, or text on SQLite), in local time
-    of `zone`, as an aware datetime: what Django's Trunc would give, once per interval, not per row."""
-    return (datetime.fromisoformat(local) if isinstance(local, str) else local).replace(tzinfo=zone)
+def _wall(local: datetime | str, zone: ZoneInfo) -> datetime:
+    """A truncated start as the database returns it (local time of `zone`: a naive datetime, or text
+    on SQLite) as a naive datetime. Groups are found by it: hashing it, unlike an aware datetime,
+    asks the zone nothing, and there are tens of thousands of groups (a day per user)."""
+    value = datetime.fromisoformat(local) if isinstance(local, str) else local
+    return value.astimezone(zone).replace(tzinfo=None) if value.tzinfo else value
 
 
 def interval_starts(start: datetime, end: datetime, tz: ZoneInfo, interval: str) -> list[datetime]:
