@@ -183,7 +183,7 @@ def usage(q: AnalyticsQuery) -> list[dict]:
             "prompt_tokens": prompt or 0,
             "completion_tokens": completion or 0,
             "errors": errors,
-        }  # fmt: skip
+        }
         for raw, key, runs, cost, prompt, completion, errors in rows.values_list("bucket", column, *totals)
     }
     keys = sorted({key for _, key in found}) or [""]

@@ -47,8 +47,4 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, max_length=200, null=True),
         ),
         migrations.RunPython(copy_from_runs, migrations.RunPython.noop, elidable=True),
-        migrations.AddIndex(
-            model_name='runcost',
-            index=models.Index(fields=['app', 'started_at'], include=('type', 'model', 'agent', 'user_id', 'status', 'root', 'latency_s', 'cost', 'prompt_tokens', 'completion_tokens'), name='runcost_app_started'),
-        ),
     ]
