@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from itertools import groupby
@@ -38,7 +38,7 @@ from django.db.models import (
     TextField,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, Substr, TruncDay, TruncHour
+from django.db.models.functions import Coalesce, Substr, TruncDate, TruncHour
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -163,9 +163,9 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     midnight in `tz` (so a day is 23 or 25 hours long when the clocks change). One query.
     """
     column = GROUPS[q.group_by]
-    zone = UTC if q.interval == "hour" else q.tz
-    bucket = (TruncHour if q.interval == "hour" else TruncDay)("started_at", tzinfo=zone)
-    # The database's local time, as it comes (see _wall): Django would convert it on every row.
+    hourly = q.interval == "hour"
+    bucket = TruncHour("started_at", tzinfo=UTC) if hourly else TruncDate("started_at", tzinfo=q.tz)
+    # As the database returns it (see _found_by): Django would convert it on every row.
     bucket = ExpressionWrapper(bucket, output_field=CharField())
     totals = {
         "n_runs": Count(ROWS),
@@ -175,9 +175,9 @@ def usage(q: AnalyticsQuery) -> list[dict]:
         "n_errors": Count(ROWS, filter=Q(status=Status.ERROR)),
     }
     rows = q.runs.order_by().annotate(bucket=bucket).values("bucket", column).annotate(**totals)
-    walls: dict = {}
+    seen: dict = {}
     found = {
-        (walls.get(raw) or walls.setdefault(raw, _wall(raw, zone)), key or ""): {
+        (seen.get(raw) or seen.setdefault(raw, _found_by(raw, hourly)), key or ""): {
             "runs": runs,
             "cost": cost or Decimal(0),
             "prompt_tokens": prompt or 0,
@@ -189,20 +189,23 @@ def usage(q: AnalyticsQuery) -> list[dict]:
     keys = sorted({key for _, key in found}) or [""]
     zero = {"runs": 0, "cost": Decimal(0), "prompt_tokens": 0, "completion_tokens": 0, "errors": 0}
     return [
-        {"start": local, "key": key, **found.get((wall, key), zero)}
+        {"start": local, "key": key, **found.get((by, key), zero)}
         for start in interval_starts(q.start, q.end, q.tz, q.interval)
         # once per interval, not per key (thousands of users)
-        for local, wall in [(start.astimezone(q.tz), start.astimezone(zone).replace(tzinfo=None))]
+        for local, by in [
+            (start.astimezone(q.tz), start.astimezone(UTC).replace(tzinfo=None) if hourly else start.date())
+        ]
         for key in keys
     ]
 
 
-def _wall(local: datetime | str, zone: ZoneInfo) -> datetime:
-    """A truncated start as the database returns it (local time of `zone`: a naive datetime, or text
-    on SQLite) as a naive datetime. Groups are found by it: hashing it, unlike an aware datetime,
-    asks the zone nothing, and there are tens of thousands of groups (a day per user)."""
-    value = datetime.fromisoformat(local) if isinstance(local, str) else local
-    return value.astimezone(zone).replace(tzinfo=None) if value.tzinfo else value
+def _found_by(bucket: datetime | date | str, hourly: bool) -> datetime | date:
+    """A bucket as the database returns it (text on SQLite) as the selectors find it: a naive UTC
+    hour, or a local date. Not an aware datetime: hashing one asks its zone for the offset, and
+    there may be tens of thousands of groups (a day per user)."""
+    if isinstance(bucket, str):
+        return datetime.fromisoformat(bucket) if hourly else date.fromisoformat(bucket)
+    return bucket
 
 
 def interval_starts(start: datetime, end: datetime, tz: ZoneInfo, interval: str) -> list[datetime]:
