@@ -196,12 +196,15 @@ OBSERVATORY_RETRY_AFTER_S = env_int("OBSERVATORY_RETRY_AFTER_S", 5, minimum=1)
 # Where reported events take effect: "inline", in the /api/report request itself, or
 # "worker": the request stores and queues them and Celery workers apply them in batches
 # (needs REDIS_URL and a running worker; docs/INGESTION.md says when to choose which).
-OBSERVATORY_ASSEMBLY = env_choice("OBSERVATORY_ASSEMBLY", "inline", ["inline", "worker"])
+# The default is "worker" with REDIS_URL (production: the web tier only accepts), else "inline".
+OBSERVATORY_ASSEMBLY = env_choice("OBSERVATORY_ASSEMBLY", "worker" if REDIS_URL else "inline", ["inline", "worker"])
 if OBSERVATORY_ASSEMBLY == "worker" and not REDIS_URL:
     raise ImproperlyConfigured("OBSERVATORY_ASSEMBLY=worker needs REDIS_URL (a broker for the workers)")
 # Seconds an API key's lookup is cached (Redis only: a key's revocation must reach every
 # process at once, which a process-local cache cannot promise). 0 = look it up every request.
 OBSERVATORY_API_KEY_CACHE_SECONDS = env_int("OBSERVATORY_API_KEY_CACHE_SECONDS", 60 if REDIS_URL else 0, minimum=0)
+# When set, /metrics answers only `Authorization: Bearer <this>` (docs/OPERATIONS.md).
+OBSERVATORY_METRICS_TOKEN = env_str("OBSERVATORY_METRICS_TOKEN", "")
 # Events a worker applies per transaction.
 OBSERVATORY_ASSEMBLY_BATCH = env_int("OBSERVATORY_ASSEMBLY_BATCH", 2000, minimum=1)
 # How many characters of a run's input and of its output the runs search looks through.

@@ -18,6 +18,5 @@ urlpatterns = [
     path("api/", include("apps.threads.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("", include("apps.tenancy.urls")),
     path("", include("apps.web.urls")),
 ]

@@ -14,9 +14,11 @@ for the next claim (at worst the beat's, every 10 s); the run merge does not dep
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from apps.ingestion.services import apply, lock_names
 from apps.ingestion.validation import EventInvalid, validate_event
@@ -94,3 +96,18 @@ def _drop_cyclic_parents(events: list[EventIn]) -> None:
 
 def pending_count() -> int:
     return PendingEvent.objects.count()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """The queue of accepted events not applied yet: how many, and how long the oldest has waited."""
+
+    depth: int
+    oldest_age_s: float | None  # None: the queue is empty
+
+
+def queue_stats() -> QueueStats:
+    """Two queries: the count, and the receipt time of the event workers claim first (the lowest id)."""
+    oldest = PendingEvent.objects.order_by("event_id").values_list("event__received_at", flat=True).first()
+    age = None if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
+    return QueueStats(depth=pending_count(), oldest_age_s=age)

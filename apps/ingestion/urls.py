@@ -8,8 +8,11 @@ from apps.ingestion.api.interop import (
     OtlpTracesView,
 )
 from apps.ingestion.api.views import ReportView
+from apps.ingestion.monitoring import healthz, metrics
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("api/report", ReportView.as_view(), name="report"),
     # Accepted with a trailing slash too (a redirect would lose a POST body); not in the schema.
     path("api/report/", ReportView.as_view(schema=None)),

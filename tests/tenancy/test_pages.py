@@ -20,7 +20,3 @@ def test_login_with_a_wrong_password_is_refused(client, alice):
     response = client.post("/login/", {"username": "alice", "password": "nope"})
     assert response.status_code == 200
     assert b"didn&#x27;t match" in response.content or b"didn't match" in response.content
-
-
-def test_healthz(client, db):
-    assert client.get("/healthz").json() == {"status": "ok"}

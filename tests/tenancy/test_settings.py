@@ -63,3 +63,22 @@ def test_the_settings_module_refuses_bad_configuration(env, message):
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({}, "inline"),  # the embedded default: no broker, events take effect in the request
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "worker"),  # production: workers apply them
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0", "OBSERVATORY_ASSEMBLY": "inline"}, "inline"),
+    ],
+)
+def test_workers_apply_events_by_default_when_there_is_a_broker(env, expected):
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.OBSERVATORY_ASSEMBLY)"],
+        cwd=settings.BASE_DIR,
+        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "observatory.settings", "SECRET_KEY": "x", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == expected, result.stderr
