@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import django_filters
 from django.core.validators import RegexValidator
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce, StrIndex
 from django.utils import timezone
 
 from apps.tenancy.api.filters import DateTimeFilter, ListFilter, StrictBooleanFilter
@@ -105,9 +106,23 @@ class RunFilterSet(django_filters.FilterSet):
         return qs.filter(tags__any_of=value) if value else qs
 
     def by_search(self, qs, name, value):
-        # RunSearch.text is stored lower-cased, so a plain LIKE is case-insensitive everywhere
-        # and PostgreSQL's trigram index (gin_trgm_ops) serves it.
-        return qs.filter(search__text__contains=value.lower()) if value.strip() else qs
+        # RunSearch is stored lower-cased, so a plain LIKE is case-insensitive everywhere. Each
+        # word of the search is in the run's words (`text`, where PostgreSQL's trigram index
+        # finds the candidates), and the whole search in its text (`full_text`, else `text`).
+        needle = value.lower()
+        words = needle.split()
+        if not words:
+            return qs
+        in_words = Q(*(Q(search__text__contains=word) for word in words))
+        if words == [needle]:
+            # One word is in a text exactly when it is in its words (it cannot span their spaces);
+            # the text's condition would only lower the planner's estimate of the matches, and a
+            # common word would then be sorted from all its runs instead of read in order.
+            return qs.filter(in_words)
+        # Found by position, not LIKE: PostgreSQL then assumes a third of the candidates match rather
+        # than multiplying the two LIKEs' estimates as if the words and the text were unrelated.
+        whole = StrIndex(Coalesce("search__full_text", "search__text"), Value(needle))
+        return qs.alias(search_at=whole).filter(in_words, search_at__gt=0)
 
     def keep(self, qs, name, value):
         return qs  # ordering is applied by the keyset paginator, which must know it

@@ -260,13 +260,21 @@ class RunSearch(models.Model):
     In a table of its own because its trigram index (PostgreSQL) holds about one entry per
     character: kept on the run row, every rewrite of the run — each event, each flag —
     would re-enter them all. Here a run's text is written only when it changes.
+
+    The index is over `text`, which holds the text's distinct words (split on whitespace, in
+    order, once each: about a third of the characters, so half the indexing cost); `full_text`
+    holds the text itself, unindexed, when that differs. Every word of a search is a substring
+    of one word of a matching text, so the index finds the candidates and `full_text` decides
+    (tracing.filters.by_search). Runs written before words were kept have their whole text in
+    `text` and no `full_text`: the same search finds them.
     """
 
     run = models.OneToOneField(
         Run, on_delete=models.CASCADE, primary_key=True, related_name="search", db_column="run_pk"
     )
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
-    text = models.TextField()
+    text = models.TextField(help_text="The distinct words of the search text (the whole text if no full_text).")
+    full_text = models.TextField(null=True, blank=True, help_text="The search text, when it differs from `text`.")
 
     objects = TenantQuerySet.as_manager()
 

@@ -165,10 +165,19 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     _write_costs(app, states, {run_id: (pk, agent, user_id) for run_id, pk, agent, user_id in written})
     pks = {run_id: pk for run_id, pk, *_ in written}
     searches = [
-        (pks[run_id], app.pk, s.search) for run_id, s in states.items() if s.search_digest != digests.get(run_id)
+        (pks[run_id], app.pk, *search_columns(s.search))
+        for run_id, s in states.items()
+        if s.search_digest != digests.get(run_id)
     ]
-    upsert(RunSearch, ["run", "app", "text"], searches, conflict=["run"], update=["text"])
+    upsert(RunSearch, ["run", "app", "text", "full_text"], searches, conflict=["run"], update=["text", "full_text"])
     return set(run_ids) - stored.keys()
+
+
+def search_columns(text: str) -> tuple[str, str | None]:
+    """RunSearch's (text, full_text) for a search text: its distinct words, and the text itself
+    unless those are the same (see RunSearch)."""
+    words = " ".join(dict.fromkeys(text.split()))
+    return words, None if words == text else text
 
 
 def _write_costs(app, states: dict[str, RunState], written: dict[str, tuple[int, str | None, str | None]]) -> None:

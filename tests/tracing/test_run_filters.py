@@ -184,3 +184,61 @@ def test_each_run_has_the_spec_fields(acme_client, runs, acme_app):
     assert run["app_id"] == str(acme_app.public_id)
     assert run["cost"] == 0.01 and run["latency_s"] == 2.0 and run["total_tokens"] == 1000
     assert run["started_at"] == "2026-05-01T10:00:00Z"
+
+
+# --- the search contract: a case-insensitive substring of the run's text ------------------------
+
+PHRASES = {
+    "p1": {"input": "Refund my parcel to Paris, please", "output": "Parcel refunded. Refund id 88."},
+    "p2": {"input": "Paris parcel refund", "output": "ok"},
+    "p3": {"input": "please please please refund", "output": "done"},
+}
+
+
+@pytest.fixture
+def phrases(acme_app):
+    ingest(acme_app, *({"name": "chain_start", "run_id": run_id, "timestamp": f"2026-05-0{i + 1}T10:00:00Z", **fields}
+                       for i, (run_id, fields) in enumerate(PHRASES.items())))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "search,expected",
+    [
+        ("refund my parcel", ["p1"]),  # words in this order, next to each other
+        ("paris parcel", ["p2"]),  # p1 has both words, not this phrase
+        ("refund parcel", []),  # p1 and p2 have both words, neither in this order
+        ("parcel refund", ["p2", "p1"]),  # p1: "parcel refunded"
+        ("fund my par", ["p1"]),  # a phrase cut inside its first and last words
+        ("PARIS, PLEASE", ["p1"]),
+        ("please please", ["p3"]),  # a repeated word is kept once in the index, whole in the text
+        ("please refund", ["p3"]),
+        ("refund id 88", ["p1"]),
+        ("parcel\nrefund", []),  # input and output are separate lines: no phrase across them...
+        ("paris parcel refund\nok", ["p2"]),  # ...unless it says so
+        ("refunded paris", []),
+        ("  ", ["p3", "p2", "p1"]),  # blank: no search
+    ],
+)
+def test_search_finds_the_runs_whose_text_contains_it(acme_client, phrases, search, expected):
+    from urllib.parse import urlencode
+
+    assert ids(acme_client, urlencode({"search": search})) == expected
+
+
+def test_runs_written_before_words_were_kept_are_found_alike(acme_client, phrases):
+    from apps.tracing.models import RunSearch
+
+    # As tracing.0016 left them: the whole text in `text`, no `full_text`.
+    for row in RunSearch.objects.all():
+        RunSearch.objects.filter(pk=row.pk).update(text=row.full_text or row.text, full_text=None)
+    assert ids(acme_client, "search=refund+my+parcel") == ["p1"]
+    assert ids(acme_client, "search=paris+parcel") == ["p2"]
+    assert ids(acme_client, "search=please+please") == ["p3"]
+
+
+def test_the_index_holds_each_word_once_and_the_text_whole(acme_client, phrases):
+    from apps.tracing.models import RunSearch
+
+    search = RunSearch.objects.get(run__run_id="p3")
+    assert search.text == "chain please refund done"
+    assert search.full_text == "chain\nplease please please refund\ndone"
