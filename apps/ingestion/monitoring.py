@@ -29,9 +29,8 @@ class QueueCollector:
     """The queue's gauges, read from the database at each scrape (no per-process counters to merge)."""
 
     def collect(self):
-        stats = queue_stats()
-        yield InfoMetricFamily("observatory", "How this server applies events.", value={
-            "assembly": settings.OBSERVATORY_ASSEMBLY})  # fmt: skip
+        stats, assembly = queue_stats(), settings.OBSERVATORY_ASSEMBLY
+        yield InfoMetricFamily("observatory", "How this server applies events.", value={"assembly": assembly})
         yield GaugeMetricFamily("observatory_queue_depth", "Accepted events not applied yet.", value=stats.depth)
         yield GaugeMetricFamily(
             "observatory_queue_oldest_age_seconds",
