@@ -13,11 +13,15 @@ for the next claim (at worst the beat's, every 10 s); the run merge does not dep
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from apps.ingestion.services import apply, lock_names
@@ -64,13 +68,14 @@ def claim(limit: int) -> tuple[int, list[EventIn]]:
     rows = list(
         Event.objects.filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk", "app_id", "dedup_key", "received_at", "payload")
+        .annotate(text=Cast("payload", TextField()))  # parsed below by orjson, not the JSONField's json
+        .values_list("pk", "app_id", "dedup_key", "received_at", "text")
     )
     apps = App.objects.in_bulk({app_id for _, app_id, _, _, _ in rows})
     events, taken = [], []
-    for pk, app_id, dedup_key, received_at, payload in rows:
+    for pk, app_id, dedup_key, received_at, text in rows:
         try:
-            event = validate_event(payload, len(events), received_at)
+            event = validate_event(_load(text), len(events), received_at)
         except EventInvalid as exc:  # accepted by an older version of the rules: keep it stored, apply nothing
             logger.warning("queued event %s no longer validates (%s); skipped", pk, exc)
             taken.append(pk)
@@ -83,6 +88,15 @@ def claim(limit: int) -> tuple[int, list[EventIn]]:
     taken += [e.index for e in events]
     PendingEvent.objects.filter(pk__in=taken).delete()
     return len(taken), events
+
+
+def _load(text: str):
+    """A stored payload: orjson (a quarter of the standard parser's time, which was 6 % of a worker's),
+    else the standard parser, for what orjson refuses and the request's lenient parsing let in."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _drop_cyclic_parents(events: list[EventIn]) -> None:

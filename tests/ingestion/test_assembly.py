@@ -177,3 +177,10 @@ def test_a_worker_leaves_queued_the_runs_another_is_applying(acme_app, settings)
         other.close()
     assert assemble_pending() == 2 and pending_count() == 0
     assert Run.objects.get(run_id="a").status == "success" and ThreadMessage.objects.count() == 1
+
+
+def test_stored_payloads_are_read_by_orjson_and_else_by_the_standard_parser():
+    from apps.ingestion.assembly import _load
+
+    assert _load('{"name": "chain_start", "n": [1, 2.5, "x"]}') == {"name": "chain_start", "n": [1, 2.5, "x"]}
+    assert _load('{"n": 1e400}') == {"n": float("inf")}  # orjson refuses it; json reads it
