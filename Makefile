@@ -23,6 +23,9 @@ $(VENV)/.installed-dev: requirements-dev.txt requirements.txt sdk/python/pyproje
 	$(BIN)/pip install --quiet -e ./sdk/python
 	touch $@ $(VENV)/.installed
 
+# One local process applies events itself (inline), even with REDIS_URL set, where the default
+# would be to queue them for Celery workers that `make run` does not start.
+run: export OBSERVATORY_ASSEMBLY ?= inline
 run: $(VENV)/.installed
 	@mkdir -p var
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
