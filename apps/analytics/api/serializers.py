@@ -16,6 +16,10 @@ def plain(row: dict) -> dict:
     return {name: _json(value) for name, value in row.items()}
 
 
+def plain_rows(rows: list[dict]) -> list[dict]:
+    return [plain(row) for row in rows]
+
+
 def plain_buckets(buckets: list[dict]) -> list[dict]:
     """`plain` for usage's buckets, which may be tens of thousands (a day per user): each interval's
     start (one datetime object, shared by its keys) is written once, each cost turned to a number."""

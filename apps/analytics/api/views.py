@@ -14,8 +14,8 @@ from apps.analytics.api.serializers import (
     ErrorsSerializer,
     ModelsSerializer,
     UsageSerializer,
-    plain,
     plain_buckets,
+    plain_rows,
 )
 from apps.analytics.filters import AnalyticsFilterSet
 from apps.tenancy.api.mixins import AppScopedMixin
@@ -41,7 +41,7 @@ class AnalyticsViewSet(AppScopedMixin, viewsets.GenericViewSet):
 
     @_schema(UsageSerializer, "Usage per interval", "Runs, cost, tokens and errors per interval and key.")
     def usage(self, request):
-        return self._answer("buckets", selectors.usage)
+        return self._answer("buckets", selectors.usage, as_json=plain_buckets)
 
     @_schema(ModelsSerializer, "Stats per model", "Calls, errors, latency percentiles, cost and tokens per model.")
     def models(self, request):
@@ -55,7 +55,6 @@ class AnalyticsViewSet(AppScopedMixin, viewsets.GenericViewSet):
     def errors(self, request):
         return self._answer("errors", selectors.top_errors)
 
-    def _answer(self, name: str, selector) -> Response:
+    def _answer(self, name: str, selector, as_json=plain_rows) -> Response:
         query = selectors.analytics_filter(self.app, self.request.query_params)
-        rows = selectors.answer(query, selector)
-        return Response({name: plain_buckets(rows) if selector is selectors.usage else [plain(row) for row in rows]})
+        return Response({name: as_json(selectors.answer(query, selector))})
