@@ -274,7 +274,7 @@ def wait_for_assembly(db: Database, stall_seconds: float | None = None) -> float
     stall_seconds = STALL_SECONDS if stall_seconds is None else stall_seconds
     began = progress_at = time.perf_counter()
     queued = None
-    while left := db.query("SELECT count(*) FROM tracing_pendingevent")[0][0]:
+    while left := db.query("SELECT coalesce(sum(size), 0) FROM tracing_queuedbatch")[0][0]:
         now = time.perf_counter()
         if queued is None or left < queued:
             queued, progress_at = left, now
@@ -434,7 +434,7 @@ def run(
                 if analyzing:
                     db.execute("ANALYZE tracing_run")
                     db.execute("ANALYZE tracing_event")
-                    db.execute("VACUUM (ANALYZE) tracing_pendingevent")
+                    db.execute("VACUUM (ANALYZE) tracing_queuedbatch")
                 level = run_level(
                     url=url, key=key, prefix=prefix, concurrency=concurrency, batch_size=batch_size,
                     seconds=seconds, use_gzip=use_gzip, seed=seed + 7 * (b * 100 + c + 1),

@@ -538,7 +538,7 @@ def _measure(db, app_pk, analyzing: bool, **phase_args) -> dict:
     if analyzing:
         for statement in (
             "ANALYZE tracing_run", "ANALYZE tracing_event", "ANALYZE threads_thread", "ANALYZE threads_threadmessage",
-            "VACUUM (ANALYZE) tracing_pendingevent",
+            "VACUUM (ANALYZE) tracing_queuedbatch",
         ):  # fmt: skip
             db.execute(statement)
     phase = run_phase(**phase_args)

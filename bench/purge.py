@@ -95,15 +95,10 @@ def wipe(app) -> int:
     from django.db import connection
 
     from apps.threads.models import Thread, ThreadMessage
-    from apps.tracing.models import Event, Feedback, PendingEvent, Run, RunCost, RunSearch
+    from apps.tracing.models import Event, Feedback, Run, RunCost, RunSearch
 
     left = Run.objects.filter(app=app).count()
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {PendingEvent._meta.db_table} WHERE event_id IN "  # noqa: S608
-            f"(SELECT id FROM {Event._meta.db_table} WHERE app_id = %s)",
-            [app.pk],
-        )
         for model in (Event, RunSearch, RunCost, Feedback, ThreadMessage, Thread, Run):
             cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE app_id = %s", [app.pk])  # noqa: S608
     return left
@@ -328,7 +323,7 @@ def analyze_tables(db: Database) -> None:
     """What bench/ingest.py runs before each level when the server's autovacuum is off."""
     db.execute("ANALYZE tracing_run")
     db.execute("ANALYZE tracing_event")
-    db.execute("VACUUM (ANALYZE) tracing_pendingevent")
+    db.execute("VACUUM (ANALYZE) tracing_queuedbatch")
 
 
 class Analyzer(threading.Thread):

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "observatory.settings")
 
@@ -12,6 +13,15 @@ from django.conf import settings  # noqa: E402 - after the settings module is na
 app = Celery("observatory")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _settle_gc(**kwargs) -> None:
+    """Each worker process, once forked with the apps loaded (observatory/gctune.py)."""
+    from observatory import gctune
+
+    gctune.settle()
+
 
 # The beat schedule: one static dict, each entry explained. Times are UTC (CELERY_TIMEZONE); run
 # exactly one `celery -A observatory beat` (README, Production).

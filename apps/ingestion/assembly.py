@@ -1,102 +1,126 @@
 """Applying queued events in batches (OBSERVATORY_ASSEMBLY=worker).
 
-/api/report stores and queues events (PendingEvent) and answers at once; workers take the
-oldest queued events, a batch at a time, and apply them with the same `apply()` as inline
-ingestion. Claiming deletes the queue rows inside the batch's transaction: if a worker
-dies, the transaction rolls back and the events are claimed again; if it commits, they
-never are. Concurrent workers skip each other's claimed rows (PostgreSQL SKIP LOCKED),
-and also the events of a run or conversation another worker is applying (its advisory
-lock is taken): waiting for that lock would make the workers take turns batch by batch,
-since consecutive batches share the traces at their boundary. Skipped events stay queued
-for the next claim (at worst the beat's, every 10 s); the run merge does not depend on order.
+/api/report validates a batch, queues it as one row (QueuedBatch) and answers at once;
+workers take the oldest rows, up to OBSERVATORY_ASSEMBLY_BATCH events a transaction, store
+their events (de-duplicated exactly as inline ingestion does) and apply them with the same
+`apply()`. The rows are deleted in that transaction: if a worker dies, it rolls back and
+the rows are claimed again; if it commits, they never are. Concurrent workers skip each
+other's claimed rows (PostgreSQL SKIP LOCKED), and also the events of a run or conversation
+another worker is applying (its advisory lock is taken): waiting for that lock would make
+the workers take turns batch by batch, since consecutive batches share the traces at their
+boundary. Those events are queued again, as a new row, for the next claim (at worst the
+beat's, every 10 s); the run merge does not depend on order.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from dataclasses import dataclass
 
 import orjson
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
+from django.db import transaction
+from django.db.models import Min, Sum
 from django.utils import timezone
 
-from apps.ingestion.services import apply, lock_names
+from apps.ingestion.services import apply, drop_repeats, lock_names, queue
 from apps.ingestion.validation import EventInvalid, validate_event
 from apps.tenancy.models import App
 from apps.tracing.events import EventIn
-from apps.tracing.models import Event, PendingEvent
-from apps.tracing.services import find_parent_cycles
-from apps.tracing.sql import try_advisory_lock
+from apps.tracing.models import Event, QueuedBatch
+from apps.tracing.services import EVENT_COLUMNS, find_parent_cycles, store_events
+from apps.tracing.sql import try_advisory_lock, upsert
 
 logger = logging.getLogger(__name__)
+TYPICAL_BATCH = 100  # events per queued row to expect before any is read (the SDK's batch size)
 
 
 def assemble_pending(*, limit: int | None = None) -> int:
-    """Apply queued events, oldest first, `limit` per transaction, until none are left; returns how many."""
+    """Apply queued events, oldest first, about `limit` per transaction, until none are left; returns how many."""
     limit = limit or settings.OBSERVATORY_ASSEMBLY_BATCH
     done = 0
     while True:
         with transaction.atomic():
-            claimed, events = claim(limit)
-            if not claimed:
+            taken, events, new_keys = claim(limit)
+            if not taken:
                 return done
             _drop_cyclic_parents(events)
-            apply(events, {e.dedup_key for e in events})
-        done += claimed
+            apply(events, new_keys)
+        done += taken
 
 
-def claim(limit: int) -> tuple[int, list[EventIn]]:
-    """Take up to `limit` queued events and lock what they write; returns (how many, the valid ones).
+def claim(limit: int) -> tuple[int, list[EventIn], set[str]]:
+    """Take the oldest queued rows, up to `limit` events (at least one row), store their events
+    and lock what they write; returns (how many events were taken, the valid ones, the dedup keys
+    that take effect for the first time).
 
-    Their queue rows are deleted with the transaction's commit. Events whose run or
-    conversation another transaction holds are left queued (see the module's docstring).
+    The rows are deleted with the transaction's commit. Events whose run or conversation
+    another transaction holds are queued again (see the module's docstring).
     """
-    table = PendingEvent._meta.db_table
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT event_id FROM {table} ORDER BY event_id LIMIT %s{skip_locked}",  # noqa: S608 - table name only
-            [limit],
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-    if not ids:
-        return 0, []
-    rows = list(
-        Event.objects.filter(pk__in=ids)
-        .order_by("pk")
-        .annotate(text=Cast("payload", TextField()))  # parsed below by orjson, not the JSONField's json
-        .values_list("pk", "app_id", "dedup_key", "received_at", "text")
-    )
-    apps = App.objects.in_bulk({app_id for _, app_id, _, _, _ in rows})
-    events, taken = [], []
-    for pk, app_id, dedup_key, received_at, text in rows:
-        try:
-            event = validate_event(_load(text), len(events), received_at)
-        except EventInvalid as exc:  # accepted by an older version of the rules: keep it stored, apply nothing
-            logger.warning("queued event %s no longer validates (%s); skipped", pk, exc)
-            taken.append(pk)
+    rows = _lock_rows(limit)
+    if not rows:
+        return 0, [], set()
+    items = [(received_at, stored, item) for _, received_at, stored, body, _ in rows for item in orjson.loads(body)]
+    apps = App.objects.in_bulk({app_pk for _, _, (app_pk, _, _) in items})
+    events, unreadable, stored_keys = [], [], set()
+    for received_at, stored, (app_pk, dedup_key, raw) in items:
+        if app_pk not in apps:  # deleted since, with everything of its own
             continue
-        event.app, event.dedup_key, event.index = apps[app_id], dedup_key, pk  # unique: cycles are keyed by index
+        try:
+            event = validate_event(raw, len(events), received_at)
+        except EventInvalid as exc:  # accepted by an older version of the rules: stored, nothing applied
+            logger.warning("queued event %s no longer validates (%s); stored, not applied", dedup_key, exc)
+            unreadable.append((app_pk, dedup_key, raw, received_at))
+            continue
+        event.app, event.dedup_key, event.received_at = apps[app_pk], dedup_key, received_at
         events.append(event)
+        if stored:
+            stored_keys.add(dedup_key)
+    events = drop_repeats(events)
     names = {event.index: lock_names([event]) for event in events}
     busy = try_advisory_lock(set().union(*names.values()))
+    waiting = [e for e in events if names[e.index] & busy]
     events = [e for e in events if not names[e.index] & busy]
-    taken += [e.index for e in events]
-    PendingEvent.objects.filter(pk__in=taken).delete()
-    return len(taken), events
+    QueuedBatch.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+    # Not woken for: the worker applying their runs claims them next (woken, a worker would spin on them).
+    queue([e for e in waiting if e.dedup_key not in stored_keys], wake=False)
+    queue([e for e in waiting if e.dedup_key in stored_keys], stored=True, wake=False)
+    _store_unreadable(unreadable)
+    new_keys = set(store_events([e for e in events if e.dedup_key not in stored_keys])) | stored_keys
+    return len(items) - len(waiting), events, new_keys  # repeats count as taken, as a request counts them accepted
 
 
-def _load(text: str):
-    """A stored payload: orjson (a quarter of the standard parser's time, which was 6 % of a worker's),
-    else the standard parser, for what orjson refuses and the request's lenient parsing let in."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+def _lock_rows(limit: int) -> list[tuple]:
+    """(pk, received_at, stored, body, size) of the oldest queued rows no other worker holds,
+    about `limit` events' worth: one query, a second when the rows were smaller than expected."""
+    rows: list[tuple] = []
+    events, per_row = 0, TYPICAL_BATCH
+    while events < limit:
+        wanted = max(1, math.ceil((limit - events) / per_row))
+        found = list(
+            QueuedBatch.objects.select_for_update(skip_locked=True)  # skip_locked: PostgreSQL; SQLite ignores it
+            .filter(pk__gt=rows[-1][0] if rows else 0)
+            .order_by("pk")
+            .values_list("pk", "received_at", "stored", "body", "size")[:wanted]
+        )
+        rows += found
+        events += sum(row[4] for row in found)
+        if len(found) < wanted:
+            break
+        per_row = max(1, events // len(rows))
+    return rows
+
+
+def _store_unreadable(items: list[tuple]) -> None:
+    """Keep events that no longer validate as they were accepted (run_id and name as far as readable)."""
+    rows = []
+    for app_pk, dedup_key, raw, received_at in items:
+        raw_dict = raw if isinstance(raw, dict) else {}
+        run_id, name = raw_dict.get("run_id"), raw_dict.get("name")
+        run_id = run_id[:128] if isinstance(run_id, str) else None
+        rows.append((app_pk, run_id, str(name or "")[:100], received_at, received_at, dedup_key, raw))
+    upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"])
 
 
 def _drop_cyclic_parents(events: list[EventIn]) -> None:
@@ -109,7 +133,8 @@ def _drop_cyclic_parents(events: list[EventIn]) -> None:
 
 
 def pending_count() -> int:
-    return PendingEvent.objects.count()
+    """Accepted events not applied yet."""
+    return queue_stats().depth
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +146,8 @@ class QueueStats:
 
 
 def queue_stats() -> QueueStats:
-    """Two queries: the count, and the receipt time of the event workers claim first (the lowest id)."""
-    oldest = PendingEvent.objects.order_by("event_id").values_list("event__received_at", flat=True).first()
+    """One query over the queue's rows (one per request, their bodies stored apart)."""
+    stats = QueuedBatch.objects.aggregate(depth=Sum("size"), oldest=Min("received_at"))
+    oldest = stats["oldest"]
     age = None if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
-    return QueueStats(depth=pending_count(), oldest_age_s=age)
+    return QueueStats(depth=stats["depth"] or 0, oldest_age_s=age)

@@ -21,7 +21,7 @@ from apps.threads.services import (
     refresh_touched_threads,
 )
 from apps.tracing.events import EventIn, of_kind
-from apps.tracing.models import PendingEvent
+from apps.tracing.models import QueuedBatch
 from apps.tracing.services import (
     apply_feedback_events,
     apply_run_events,
@@ -30,7 +30,7 @@ from apps.tracing.services import (
     run_lock_names,
     store_events,
 )
-from apps.tracing.sql import advisory_lock, upsert
+from apps.tracing.sql import advisory_lock
 
 
 @dataclass
@@ -57,26 +57,24 @@ def ingest_batch(
     every effect is either an idempotent merge (runs) or applied only for events stored for
     the first time (thread messages, feedback). The whole batch is one transaction.
 
-    With OBSERVATORY_ASSEMBLY=worker the effects are not applied here: the new events are
-    queued, in the same transaction, for the workers (apps.ingestion.assembly).
+    With OBSERVATORY_ASSEMBLY=worker neither is done here: the valid events are queued, as one
+    row, for the workers, which store and apply them (apps.ingestion.assembly).
     """
     received_at = received_at or timezone.now()
     result = BatchResult()
     events = _validate(raw_events, lenient, received_at, result.errors)
     events = _resolve_apps(events, app, result.errors)
-    inline = settings.OBSERVATORY_ASSEMBLY == "inline"
-    with transaction.atomic():
-        if inline:
+    if settings.OBSERVATORY_ASSEMBLY == "inline":
+        with transaction.atomic():
             lock(events)
+            result.errors.update(find_parent_cycles(events))
+            events = drop_repeats([e for e in events if e.index not in result.errors])
+            apply(events, set(store_events(events)))
+    else:
         # Queued events meet the stored runs only in the workers, which drop a cyclic parent
         # there (assembly._drop_cyclic_parents); here a cycle within the batch is refused.
-        result.errors.update(find_parent_cycles(events, stored=inline))
-        events = _unique([e for e in events if e.index not in result.errors])
-        new = store_events(events, received_at)
-        if inline:
-            apply(events, set(new))
-        else:
-            queue(new.values())
+        result.errors.update(find_parent_cycles(events, stored=False))
+        queue(drop_repeats([e for e in events if e.index not in result.errors]))  # one INSERT: atomic alone
     result.accepted = len(raw_events) - result.rejected
     return result
 
@@ -108,27 +106,36 @@ def apply(events: list[EventIn], new_keys: set[str]) -> None:
     mark_run_feedback(feedback, created, rated)  # new runs may have had feedback waiting
 
 
-def queue(event_ids) -> None:
-    """Queue new events for the assembly workers, and wake one once this transaction commits."""
+def queue(events: list[EventIn], *, stored: bool = False, wake: bool = True) -> None:
+    """Queue events for the assembly workers, one row per receipt time, and (with `wake`) wake one
+    once this transaction commits. The workers store them (de-duplicated) and apply them; `stored`:
+    they are in tracing_event already (see QueuedBatch)."""
     from apps.ingestion.tasks import schedule_assembly
 
-    rows = [(event_id,) for event_id in event_ids]
-    if rows:
-        upsert(PendingEvent, ["event"], rows, conflict=["event"])
+    batches: dict = {}
+    for event in events:
+        batches.setdefault(event.received_at, []).append(event)
+    for received_at, batch in batches.items():
+        QueuedBatch.objects.create(
+            received_at=received_at,
+            size=len(batch),
+            run_keys="\n".join(dict.fromkeys(f"{e.app.id}:{e.run_id}" for e in batch if e.run_id)),
+            body=orjson.dumps([[e.app.id, e.dedup_key, e.raw] for e in batch]),
+            stored=stored,
+        )
+    if batches and wake:
         transaction.on_commit(schedule_assembly)
 
 
 def _validate(raw_events: list, lenient: bool, now: datetime, errors: dict[int, str]) -> list[EventIn]:
     events = []
+    max_bytes, max_depth = settings.OBSERVATORY_MAX_EVENT_BYTES, settings.OBSERVATORY_MAX_JSON_DEPTH
     for index, raw in enumerate(raw_events):
         try:
-            check_payload(
-                raw,
-                max_bytes=settings.OBSERVATORY_MAX_EVENT_BYTES,
-                max_depth=settings.OBSERVATORY_MAX_JSON_DEPTH,
-                strict_walk=lenient,
-            )
-            events.append(validate_event(raw, index, now))
+            check_payload(raw, max_bytes=max_bytes, max_depth=max_depth, strict_walk=lenient)
+            event = validate_event(raw, index, now)
+            event.received_at = now
+            events.append(event)
         except EventInvalid as exc:
             errors[index] = str(exc)
     return events
@@ -182,7 +189,7 @@ def _content(value) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _unique(events: list[EventIn]) -> list[EventIn]:
+def drop_repeats(events: list[EventIn]) -> list[EventIn]:
     """Drop repeats of an event within the batch (they count as accepted, like any duplicate)."""
     seen: set[str] = set()
     unique = []

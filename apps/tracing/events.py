@@ -60,6 +60,7 @@ class EventIn:
     # Filled in by the pipeline once the app is resolved.
     app: Any = None
     dedup_key: str = ""
+    received_at: datetime | None = None
 
 
 def of_kind(events: Iterable[EventIn], *kinds: str) -> list[EventIn]:

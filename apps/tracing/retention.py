@@ -34,11 +34,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from apps.tenancy.models import App
-from apps.tracing.models import Event, Feedback, PendingEvent, Run, RunCost, RunSearch
+from apps.tracing.models import Event, Feedback, QueuedBatch, Run, RunCost, RunSearch
 from apps.tracing.signals import retention_due, runs_purged
 from apps.tracing.sql import run_tree, try_advisory_lock
 
@@ -285,11 +284,17 @@ class _AppPurge:
         return counts, (rows[-1][2], rows[-1][0])
 
     def _queued(self, run_ids: set[str]) -> set[str]:
-        """Runs with events still queued for the assembly workers: left alone until they are applied."""
+        """Runs with events still queued for the assembly workers: left alone until they are applied.
+
+        The queue is short when the workers keep up (a row per request), so its rows' run keys
+        are read and matched here rather than indexed on every request."""
         if not run_ids:
             return set()
-        queued = PendingEvent.objects.filter(event__app=self.app, event__run_id__in=run_ids)
-        return set(queued.values_list("event__run_id", flat=True))
+        wanted = {f"{self.app.pk}:{run_id}": run_id for run_id in run_ids}
+        queued = set()
+        for keys in QueuedBatch.objects.values_list("run_keys", flat=True).iterator():
+            queued.update(wanted[key] for key in keys.split("\n") if key in wanted)
+        return queued
 
     def _delete(self, doomed: Sequence[tuple[int, str]]) -> dict[str, int]:
         app = self.app.pk
@@ -302,21 +307,16 @@ class _AppPurge:
         pks, pk_params = _in("run_pk", [pk for pk, _ in deleted], "bigint")
         run_ids = {run_id for _, run_id in deleted}
         ids, id_params = _in("run_id", run_ids, "text")
-        pending, event = _table(PendingEvent), _table(Event)
         counts["costs"] = _execute(f"DELETE FROM {_table(RunCost)} WHERE {pks}", pk_params)  # noqa: S608
         counts["searches"] = _execute(f"DELETE FROM {_table(RunSearch)} WHERE {pks}", pk_params)  # noqa: S608
-        counts["events"] = _execute(
-            f"DELETE FROM {event} WHERE app_id = %s AND {ids} "  # noqa: S608
-            f"AND NOT EXISTS (SELECT 1 FROM {pending} p WHERE p.event_id = {event}.id)",
-            [app, *id_params],
-        )
+        counts["events"] = _execute(f"DELETE FROM {_table(Event)} WHERE app_id = %s AND {ids}", [app, *id_params])  # noqa: S608
         counts["feedback"] = _execute(f"DELETE FROM {_table(Feedback)} WHERE app_id = %s AND {ids}", [app, *id_params])  # noqa: S608
         return _merged(counts, self._runs_purged(run_ids, dry_run=False))
 
     def _count(self, doomed: Sequence[tuple[int, str]]) -> dict[str, int]:
         pks = [pk for pk, _ in doomed]
         run_ids = {run_id for _, run_id in doomed}
-        events = Event.objects.for_app(self.app).filter(run_id__in=run_ids).filter(~_queued_event())
+        events = Event.objects.for_app(self.app).filter(run_id__in=run_ids)
         counts = self._runs_purged(run_ids, dry_run=True)
         return counts | {
             "runs": len(doomed),
@@ -339,7 +339,6 @@ class _AppPurge:
     def event_batch(self, cursor: tuple[datetime, int] | None):
         """Delete (or count) one batch of expired events without a run_id; (counts, next cursor or None)."""
         events = Event.objects.for_app(self.app).filter(run_id__isnull=True, timestamp__lt=self.cutoff)
-        events = events.filter(~_queued_event())
         if cursor is not None:
             events = events.filter(timestamp__gte=cursor[0]).exclude(timestamp=cursor[0], pk__lte=cursor[1])
         rows = list(events.order_by("timestamp", "pk").values_list("pk", "timestamp")[: self.batch_size])
@@ -349,18 +348,8 @@ class _AppPurge:
             deleted = len(rows)
         else:
             pks, params = _in("id", [pk for pk, _ in rows], "bigint")
-            pending, event = _table(PendingEvent), _table(Event)
-            deleted = _execute(
-                f"DELETE FROM {event} WHERE {pks} "  # noqa: S608
-                f"AND NOT EXISTS (SELECT 1 FROM {pending} p WHERE p.event_id = {event}.id)",
-                params,
-            )
+            deleted = _execute(f"DELETE FROM {_table(Event)} WHERE {pks}", params)  # noqa: S608
         return {"events": deleted}, (rows[-1][1], rows[-1][0])
-
-
-def _queued_event() -> Exists:
-    """For an Event row: it is queued for the assembly workers (it must not be deleted under them)."""
-    return Exists(PendingEvent.objects.filter(event=OuterRef("pk")))
 
 
 def _merged(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:

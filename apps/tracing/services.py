@@ -102,7 +102,7 @@ def _stored_ancestry(app, run_ids: set[str]) -> dict[str, str | None]:
 # --- events --------------------------------------------------------------------------------
 
 
-def store_events(events: Sequence[EventIn], received_at) -> dict[str, int]:
+def store_events(events: Sequence[EventIn]) -> dict[str, int]:
     """Insert the events, skipping any already stored; returns {dedup key: event id} of the new ones.
 
     ON CONFLICT DO NOTHING on (app, dedup_key) makes redelivery, even of the same batch by
@@ -110,7 +110,7 @@ def store_events(events: Sequence[EventIn], received_at) -> dict[str, int]:
     which events take effect for the first time.
     """
     rows = [
-        (event.app.pk, event.run_id, event.name, event.timestamp, received_at, event.dedup_key, event.raw)
+        (event.app.pk, event.run_id, event.name, event.timestamp, event.received_at, event.dedup_key, event.raw)
         for event in events
     ]
     return dict(upsert(Event, EVENT_COLUMNS, rows, conflict=["app", "dedup_key"], returning=["dedup_key", "id"]))

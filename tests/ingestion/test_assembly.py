@@ -3,12 +3,14 @@
 import threading
 from unittest import mock
 
+import orjson
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from apps.ingestion.assembly import assemble_pending, pending_count
 from apps.threads.models import ThreadMessage
-from apps.tracing.models import Event, Run
+from apps.tracing.models import Event, QueuedBatch, Run
 from tests.helpers import ingest, report
 
 TRACE = [
@@ -26,24 +28,32 @@ def worker_mode(settings):
     settings.OBSERVATORY_ASSEMBLY = "worker"
 
 
-def test_the_request_stores_and_queues_and_a_worker_applies(acme_client, worker_mode):
+def test_the_request_queues_and_a_worker_stores_and_applies(acme_client, worker_mode):
     assert report(acme_client, *TRACE).json() == {"accepted": 4, "rejected": 0, "errors": []}
-    assert Event.objects.count() == 4 and pending_count() == 4
-    assert not Run.objects.exists()
+    assert pending_count() == 4 and QueuedBatch.objects.count() == 1  # the request writes one row
+    assert not Run.objects.exists() and not Event.objects.exists()
     assert assemble_pending() == 4
-    assert pending_count() == 0
+    assert pending_count() == 0 and Event.objects.count() == 4
     agent = Run.objects.get(run_id="a")
     assert (agent.status, agent.output, Run.objects.get(run_id="l").agent) == ("success", "done", "bot")
     assert ThreadMessage.objects.count() == 1
     assert assemble_pending() == 0
 
 
-def test_redelivery_before_assembly_queues_nothing_twice(acme_client, worker_mode):
+def test_redelivery_before_assembly_applies_nothing_twice(acme_client, worker_mode):
     report(acme_client, *TRACE)
     report(acme_client, *TRACE, TRACE[2])
-    assert pending_count() == 4
-    assemble_pending(limit=1)  # one event per transaction: order and batching must not matter
+    assert pending_count() == 4 + 4  # de-duplicated by the workers, not the requests (the repeat within one is dropped)
+    assemble_pending(limit=1)  # one request's row per transaction: order and batching must not matter
     assert ThreadMessage.objects.count() == 1 and Event.objects.count() == 4
+
+
+def test_redelivery_within_one_claim_applies_nothing_twice(acme_client, worker_mode):
+    report(acme_client, *TRACE)
+    report(acme_client, *TRACE)
+    assert assemble_pending() == 8 and ThreadMessage.objects.count() == 1 and Event.objects.count() == 4
+    report(acme_client, *TRACE)  # after it was applied
+    assert assemble_pending() == 4 and ThreadMessage.objects.count() == 1 and Event.objects.count() == 4
 
 
 def test_invalid_events_are_still_refused_at_once(acme_client, worker_mode):
@@ -179,8 +189,41 @@ def test_a_worker_leaves_queued_the_runs_another_is_applying(acme_app, settings)
     assert Run.objects.get(run_id="a").status == "success" and ThreadMessage.objects.count() == 1
 
 
-def test_stored_payloads_are_read_by_orjson_and_else_by_the_standard_parser():
-    from apps.ingestion.assembly import _load
+def test_an_event_that_no_longer_validates_is_stored_and_not_applied(acme_app, worker_mode, caplog):
+    # Accepted under older rules and queued; the rules changed before a worker took it.
+    body = orjson.dumps([[acme_app.pk, "k1", {"name": "llm_call", "run_id": "x" * 200}], [acme_app.pk, "k2", TRACE[1]]])
+    QueuedBatch.objects.create(received_at=timezone.now(), size=2, body=body)
+    assert assemble_pending() == 2 and pending_count() == 0
+    assert list(Run.objects.values_list("run_id", flat=True)) == ["l"]
+    assert set(Event.objects.values_list("dedup_key", "run_id")) == {("k1", "x" * 128), ("k2", "l")}
+    assert "no longer validates" in caplog.text
 
-    assert _load('{"name": "chain_start", "n": [1, 2.5, "x"]}') == {"name": "chain_start", "n": [1, 2.5, "x"]}
-    assert _load('{"n": 1e400}') == {"n": float("inf")}  # orjson refuses it; json reads it
+
+@pytest.mark.django_db(transaction=True)
+def test_events_queued_before_the_upgrade_take_effect_once_after_it(acme_app, settings):
+    """Migration 0017 moves the old queue (an event row and a queue row each) into QueuedBatch."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from apps.ingestion import services
+
+    executor = MigrationExecutor(connection)
+    before = [("tracing", "0016_runsearch_words")]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    errors: dict = {}
+    received = timezone.now()
+    events = services._resolve_apps(services._validate(TRACE, False, received, errors), acme_app, errors)
+    for event in events:  # what the old request wrote
+        stored = old.get_model("tracing", "Event").objects.create(
+            app_id=acme_app.pk, run_id=event.run_id, name=event.name, timestamp=event.timestamp,
+            received_at=received, dedup_key=event.dedup_key, payload=event.raw,
+        )  # fmt: skip
+        old.get_model("tracing", "PendingEvent").objects.create(event_id=stored.pk)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert pending_count() == 4 and QueuedBatch.objects.get().stored
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    assert assemble_pending() == 4
+    assert Event.objects.count() == 4 and ThreadMessage.objects.count() == 1  # stored once, and applied as new
+    assert Run.objects.get(run_id="a").status == "success"

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.tracing.models import Event
+from apps.tracing.models import QueuedBatch
 from tests.helpers import report
 
 EVENTS = [{"name": "chain_start", "run_id": f"r{i}", "timestamp": "2026-05-01T10:00:00Z"} for i in range(3)]
@@ -16,7 +16,7 @@ def queued(acme_client, settings):
     """Three events accepted in worker mode and not applied (no worker runs in the test)."""
     settings.OBSERVATORY_ASSEMBLY = "worker"
     report(acme_client, *EVENTS)
-    Event.objects.update(received_at=timezone.now() - timedelta(seconds=90))  # accepted 90 s ago
+    QueuedBatch.objects.update(received_at=timezone.now() - timedelta(seconds=90))  # accepted 90 s ago
 
 
 def test_healthz_answers_ok_with_an_empty_queue(client, db):

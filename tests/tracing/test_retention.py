@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.costs.models import ModelCost
 from apps.tenancy.models import App
 from apps.threads.models import Thread, ThreadMessage
-from apps.tracing.models import Event, Feedback, PendingEvent, Run, RunCost, RunSearch
+from apps.tracing.models import Event, Feedback, QueuedBatch, Run, RunCost, RunSearch
 from apps.tracing.retention import PurgeResult, protected_run_ids, purge_expired
 from apps.tracing.sql import try_advisory_lock
 from apps.tracing.tasks import purge_expired_task
@@ -151,14 +151,17 @@ def test_events_that_name_no_run_expire_by_their_own_time(acme_app):
     assert result.events == 1
 
 
-def test_runs_with_queued_events_are_left_for_the_next_purge(acme_app):
+def test_runs_with_queued_events_are_left_for_the_next_purge(acme_app, settings):
     # Worker assembly: the run's newest events are queued; deleting under the workers would lose them.
     retention(acme_app, 30)
     ingest(acme_app, llm("queued", 40), llm("idle", 40))
-    PendingEvent.objects.create(event=Event.objects.get(run_id="queued"))
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    ingest(acme_app, {**llm("queued", 40), "name": "llm_end", "id": "late"})
+    other_app = AppFactory(organization=acme_app.organization)
+    ingest(acme_app, {**llm("idle", 40), "app_id": str(other_app.public_id)})  # the same run id in another app
     result = purge(acme_app)
     assert run_ids() == {"queued"} and (result.runs, result.skipped) == (1, 1)
-    PendingEvent.objects.all().delete()
+    QueuedBatch.objects.all().delete()
     assert purge(acme_app).runs == 1 and not run_ids()
 
 
