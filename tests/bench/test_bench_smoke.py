@@ -202,3 +202,26 @@ def test_purge_deletes_the_expired_runs_under_load_and_keeps_saved_traces(live_s
     assert result["summary"]["ratio"] > 0 and result["purge"]["seconds"] > 0
     assert "ingestion during the purge" in purge.report(result)
     assert json.loads((tmp_path / "purge.json").read_text())["purge"]["deleted"]["runs"] == deleted["runs"]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_ingest_in_worker_mode_finds_every_accepted_event_applied(
+    live_server, acme_key, celery_worker, settings, tmp_path
+):
+    # Production's default with REDIS_URL: the requests queue, a real Celery worker stores and applies.
+    from django.core.cache import cache
+
+    from apps.ingestion.tasks import WAKE_FLAG
+
+    settings.OBSERVATORY_ASSEMBLY = "worker"
+    cache.delete(WAKE_FLAG)  # a wake-up left by another test would wait for a beat this test has not
+    result = ingest.run(
+        url=live_server.url, key=acme_key, concurrencies=[1, 2], batch_sizes=[50], seconds=1.0,
+        warmup_seconds=0, copy=False, json_path=tmp_path / "ingest.json", quiet=True,
+    )  # fmt: skip
+    for level in result["levels"]:
+        assert level["errors"] == 0 and level["verified"] == "OK", level
+        assert level["db_events"] == level["events_accepted"] > 0  # stored by the worker, each once
+        assert level["db_runs"] == level["runs_accepted"] > 0
+        assert level["end_to_end_events_per_s"] > 0

@@ -227,3 +227,12 @@ def test_events_queued_before_the_upgrade_take_effect_once_after_it(acme_app, se
     assert assemble_pending() == 4
     assert Event.objects.count() == 4 and ThreadMessage.objects.count() == 1  # stored once, and applied as new
     assert Run.objects.get(run_id="a").status == "success"
+
+
+def test_search_finds_a_run_as_soon_as_the_worker_applied_it(acme_client, worker_mode):
+    # Its search row is written in the transaction that applies it: there is no later indexing step.
+    report(acme_client, {**TRACE[1], "input": "Where is parcel 4242?"})
+    assert acme_client.get("/api/run/", {"search": "parcel 4242"}).json()["results"] == []
+    assemble_pending()
+    found = acme_client.get("/api/run/", {"search": "parcel 4242"}).json()["results"]
+    assert [run["run_id"] for run in found] == ["l"]
