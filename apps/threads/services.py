@@ -18,7 +18,7 @@ from apps.threads.models import PREVIEW_CHARS, WINDOW, Thread, ThreadMessage
 from apps.tracing.events import EventIn, by_app, of_kind
 from apps.tracing.models import Feedback, Run, RunCost
 from apps.tracing.retention import protected_run_ids, run_batches
-from apps.tracing.services import RunIds
+from apps.tracing.services import RunIds, with_ancestors
 from apps.tracing.sql import run_tree, try_advisory_lock, update_rows, upsert
 
 MESSAGE_COLUMNS = [
@@ -165,13 +165,18 @@ def link_message_feedback(new: Sequence[EventIn]) -> RunIds:
 
 
 def refresh_touched_threads(events: Sequence[EventIn], new: Sequence[EventIn]) -> None:
-    """Recompute the aggregates of every thread that these runs, or the `new` messages or feedback, touch."""
+    """Recompute the aggregates of every thread that these runs, or the `new` messages or feedback, touch.
+
+    A run touches the threads of messages linked to it or to any of its ancestors: a message's
+    totals are its run's whole subtree, which a late descendant (or a late parent linking stored
+    runs under it) changes."""
     new_by_app = by_app(new)
     for app, app_events in by_app(events).items():
         app_new = new_by_app.get(app, [])
         feedback = [e for e in app_new if e.kind == "feedback"]
         wanted = {
-            "run_id__in": {e.run_id for e in app_events if e.kind == "run"} | {e.run_id for e in feedback if e.run_id},
+            "run_id__in": with_ancestors(app, {e.run_id for e in app_events if e.kind == "run"})
+            | {e.run_id for e in feedback if e.run_id},
             "dedup_key__in": {e.dedup_key for e in app_new if e.kind == "chat"},
             "message_id__in": {e.message_id for e in feedback if e.message_id},
         }

@@ -19,7 +19,7 @@ from apps.tenancy.models import App
 from apps.tracing.events import RUN_KINDS, EventIn, by_app
 from apps.tracing.merge import INHERITED, RunState, finish_state, inherit_from_parent, merge_event, usage_of
 from apps.tracing.models import Event, Feedback, Rating, Run, RunCost, RunSearch
-from apps.tracing.sql import run_tree, upsert
+from apps.tracing.sql import run_tree, update_rows, upsert
 
 MAX_ANCESTRY = 500
 EVENT_COLUMNS = ["app", "run_id", "name", "timestamp", "received_at", "dedup_key", "payload"]
@@ -99,6 +99,21 @@ def _stored_ancestry(app, run_ids: set[str]) -> dict[str, str | None]:
         return dict(cursor.fetchall())
 
 
+def with_ancestors(app, run_ids: set[str]) -> set[str]:
+    """The given run ids and those of all their stored ancestors, in one recursive query.
+
+    No depth column, so the walk's UNION drops a row met twice: a parent shared by many runs
+    (or one of the given runs itself) is walked once, and a cycle ends the walk."""
+    if not run_ids:
+        return set()
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    table = Run._meta.db_table
+    seed = f"SELECT app_id, run_id, parent_run_id FROM {table} WHERE app_id = %s AND run_id IN ({placeholders})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(f"{run_tree('chain', seed, up=True)} SELECT run_id FROM chain", [app.pk, *run_ids])
+        return set(run_ids) | {run_id for (run_id,) in cursor.fetchall()}
+
+
 # --- events --------------------------------------------------------------------------------
 
 
@@ -127,17 +142,18 @@ def apply_run_events(runs: Sequence[EventIn], saves: Sequence[EventIn]) -> RunId
     created: RunIds = {}
     saves_by_app = by_app(saves)
     for app, run_events in by_app(runs).items():
-        created[app] = _upsert_runs(app, run_events)
+        created[app], inheritable = _upsert_runs(app, run_events)
         newly_saved = {e.run_id for e in saves_by_app.pop(app, [])}
         _mark_saved(app, newly_saved | created[app])
-        _propagate_to_children(app, {e.run_id for e in run_events if e.agent or e.user_id or e.user_email})
+        _propagate_to_children(app, inheritable)
     for app, app_saves in saves_by_app.items():
         _mark_saved(app, {e.run_id for e in app_saves})
     return created
 
 
-def _upsert_runs(app, events: list[EventIn]) -> set[str]:
-    """Merge and write the runs of one app; returns the run ids that did not exist before."""
+def _upsert_runs(app, events: list[EventIn]) -> tuple[set[str], set[str]]:
+    """Merge and write the runs of one app; returns the run ids that did not exist before, and
+    those with an agent or user to hand down (see _propagate_to_children)."""
     run_ids = list(dict.fromkeys(e.run_id for e in events))  # batch order: new runs get ids in it
     wanted = {*run_ids, *(e.parent_run_id for e in events if e.parent_run_id)}
     stored = {row["run_id"]: RunState(**row) for row in Run.objects.for_app(app).filter(run_id__in=wanted).values()}
@@ -148,9 +164,7 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
     known = {**stored, **states}
     for state in states.values():
         inherit_from_parent(state, known)
-    prices = PriceBook.for_models(s.model for s in states.values() if s.type == "llm")
-    for state in states.values():
-        finish_state(state, prices)
+    _finish(states)
     rows = [[app.pk, *(getattr(state, column) for column in RUN_ATTNAMES)] for state in states.values()]
     # Agent and user may also be filled in by _propagate_to_children of another batch.
     written = upsert(
@@ -163,14 +177,25 @@ def _upsert_runs(app, events: list[EventIn]) -> set[str]:
         returning=["run_id", "id", "agent", "user_id"],
     )
     _write_costs(app, states, {run_id: (pk, agent, user_id) for run_id, pk, agent, user_id in written})
-    pks = {run_id: pk for run_id, pk, *_ in written}
+    _write_searches(app, states, {run_id: pk for run_id, pk, *_ in written}, digests)
+    inheritable = {run_id for run_id, s in states.items() if any(getattr(s, name) for name in INHERITED)}
+    return set(run_ids) - stored.keys(), inheritable
+
+
+def _finish(states: dict[str, RunState]) -> None:
+    prices = PriceBook.for_models(s.model for s in states.values() if s.type == "llm")
+    for state in states.values():
+        finish_state(state, prices)
+
+
+def _write_searches(app, states: dict[str, RunState], pks: dict[str, int], digests: dict[str, int | None]) -> None:
+    """The RunSearch rows of the runs whose search text changed (its digest is not the stored one)."""
     searches = [
         (pks[run_id], app.pk, *search_columns(s.search))
         for run_id, s in states.items()
         if s.search_digest != digests.get(run_id)
     ]
     upsert(RunSearch, ["run", "app", "text", "full_text"], searches, conflict=["run"], update=["text", "full_text"])
-    return set(run_ids) - stored.keys()
 
 
 def search_columns(text: str) -> tuple[str, str | None]:
@@ -240,20 +265,36 @@ def _mark_saved(app, run_ids: set[str]) -> None:
 
 
 def _propagate_to_children(app, parent_ids: set[str]) -> None:
-    """Children stored before their parent inherit its agent and user now that it is known."""
-    if not parent_ids:
-        return
+    """Runs stored before their parent inherit its agent and user now that it is known, their own
+    children in turn, and the copies in their cost and search rows follow.
+
+    `parent_ids`: the batch's runs that have an agent or user, given or inherited — a parent
+    arriving late may itself inherit them from a grandparent stored long before. One query when no
+    stored child lacks them (nearly always); a level of descendants per round otherwise. The
+    UPDATE only fills what is empty (COALESCE), so a concurrent merge of a child loses nothing.
+    """
     parent = Run.objects.for_app(app).filter(run_id=OuterRef("parent_run_id"))
     missing = Q(agent__isnull=True) | Q(user_id__isnull=True) | Q(user_email__isnull=True)
-    children = Run.objects.for_app(app).filter(parent_run_id__in=parent_ids)
     inherited = {name: Coalesce(name, Subquery(parent.values(name)[:1])) for name in INHERITED}
-    if children.filter(missing).update(**inherited):
-        # RunCost's copies follow (only when a child changed: usually none has, it inherited when written).
-        run = Run.objects.filter(pk=OuterRef("run"))
-        stale = Q(agent__isnull=True) | Q(user_id__isnull=True)
-        RunCost.objects.for_app(app).filter(stale, run__in=children.values("pk")).update(
-            agent=Subquery(run.values("agent")[:1]), user_id=Subquery(run.values("user_id")[:1])
-        )
+    while parent_ids:
+        children = Run.objects.for_app(app).filter(parent_run_id__in=parent_ids).filter(missing)
+        before = {pk: values for pk, *values in children.values_list("pk", *INHERITED)}
+        if not before:
+            return
+        Run.objects.filter(pk__in=before).update(**inherited)
+        changed = {
+            row["run_id"]: RunState(**row)
+            for row in Run.objects.filter(pk__in=before).values()
+            if [row[name] for name in INHERITED] != before[row["id"]]
+        }
+        if not changed:
+            return
+        digests = {run_id: state.search_digest for run_id, state in changed.items()}
+        _finish(changed)  # the name and search text may show the agent
+        update_rows(Run, ["name", "search_digest"], [(s.id, s.name, s.search_digest) for s in changed.values()])
+        _write_costs(app, changed, {run_id: (s.id, s.agent, s.user_id) for run_id, s in changed.items()})
+        _write_searches(app, changed, {run_id: s.id for run_id, s in changed.items()}, digests)
+        parent_ids = set(changed)
 
 
 # --- the Run page --------------------------------------------------------------------------------

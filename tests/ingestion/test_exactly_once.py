@@ -137,9 +137,10 @@ def test_the_number_of_queries_does_not_grow_with_the_batch(acme_client, priced,
     report(acme_client, CUSTOM)  # the key's last_used_at is written on this first request only
     # key lookup, savepoint (the test's transaction), parent ancestry, event insert, runs read
     # (with parents), prices, runs upsert, their costs, their search text, saved marks,
-    # children inheritance, messages linked to the runs, feedback on new runs, release
-    # savepoint; on PostgreSQL the advisory lock too.
-    expected = 14 + (connection.vendor == "postgresql")
+    # children lacking an inherited agent or user, the runs' ancestors (their threads' totals
+    # change), messages linked to them, feedback on new runs, release savepoint; on PostgreSQL
+    # the advisory lock too.
+    expected = 15 + (connection.vendor == "postgresql")
     with django_assert_num_queries(expected):
         report(acme_client, *batch(10, "small"))
     with django_assert_num_queries(expected):
