@@ -53,6 +53,7 @@ TRACE = [
 ]  # fmt: skip
 TRACE = [{**event, "id": f"e{n}"} for n, event in enumerate(TRACE)]
 
+
 def rows(queryset, drop: set[str], key: str) -> list[dict]:
     """The rows as dicts, without the columns in `drop` (write times, surrogate keys), sorted by `key`."""
     values = [{k: v for k, v in row.items() if k not in drop} for row in queryset.values()]
@@ -71,7 +72,9 @@ def state() -> dict:
         "search": sorted(RunSearch.objects.values_list("run__run_id", "text", "full_text")),
         "threads": rows(Thread.objects.all(), {"id", "app_id", "created_at"}, "thread_id"),
         "messages": rows(
-            ThreadMessage.objects.annotate(thread_key=F("thread__thread_id")), {"id", "app_id", "thread_id"}, "message_id"
+            ThreadMessage.objects.annotate(thread_key=F("thread__thread_id")),
+            {"id", "app_id", "thread_id"},
+            "message_id",
         ),
         "feedback": rows(Feedback.objects.all(), {"id", "app_id"}, "dedup_key"),
     }
@@ -88,7 +91,8 @@ def differences(found: dict, clean: dict) -> list[str]:
             continue
         for row, expected in zip(rows_found, clean[table], strict=True):
             if isinstance(row, dict):
-                lines += [f"{table} {col}: {row[col]!r} != {expected[col]!r}" for col in row if row[col] != expected[col]]
+                wrong = [col for col in row if row[col] != expected.get(col)]
+                lines += [f"{table} {col}: {row[col]!r} != {expected.get(col)!r}" for col in wrong]
             elif row != expected:
                 lines.append(f"{table}: {row!r} != {expected!r}")
     return lines
