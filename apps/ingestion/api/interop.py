@@ -25,7 +25,7 @@ from apps.ingestion.services import ingest_batch
 from apps.ingestion.throttling import ApiKeyRateThrottle, within_limit
 from apps.interop import langfuse, lunary, otlp
 from apps.interop.spans import Span, SpanInvalid, span_events
-from apps.tenancy.api.schema import ErrorSerializer
+from apps.tenancy.api.schema import ErrorSerializer, RpcStatusSerializer
 from apps.tenancy.authentication import BasicKeyAuthentication, BearerKeyAuthentication
 from apps.tenancy.models import App
 
@@ -67,13 +67,8 @@ class OtlpTracesView(ClientView):
             200: OpenApiResponse(
                 OpenApiTypes.OBJECT, "ExportTraceServiceResponse; partialSuccess counts rejected spans."
             ),
-            400: ErrorSerializer,
-            401: ErrorSerializer,
-            413: ErrorSerializer,
-            415: ErrorSerializer,
-            429: ErrorSerializer,
-            503: ErrorSerializer,
-        },  # fmt: skip
+            **{status: RpcStatusSerializer for status in (400, 401, 413, 415, 429, 503)},
+        },
         summary="Export OpenTelemetry traces (OTLP/HTTP)",
         tags=["interop"],
     )

@@ -33,6 +33,13 @@ class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
+class RpcStatusSerializer(serializers.Serializer):
+    """A google.rpc.Status, the error body of OTLP/HTTP (`/v1/traces`): in the request's encoding."""
+
+    code = serializers.IntegerField(help_text="The gRPC status code (3: invalid argument, 16: unauthenticated, …).")
+    message = serializers.CharField()
+
+
 APP_ID = OpenApiParameter("app_id", OpenApiTypes.UUID, description="Default: the key's app / your current app.")
 
 # The errors of every app-scoped read: a bad parameter, no credentials, an unknown app or object.
