@@ -147,8 +147,21 @@ STORAGES = {
 # Serve from the source directories too, so a checkout works before `collectstatic`.
 WHITENOISE_USE_FINDERS = True
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# Behind TLS, plain HTTP is redirected to HTTPS, but not the probes: load balancers and Prometheus
+# call /healthz and /metrics over plain HTTP inside the network.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Off unless set: browsers remember it, so turn it on once HTTPS works (README, "Production").
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+# Subdomains of the server's own host (obs.example.com covers *.obs.example.com, not example.com).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The preload list is for domains submitted to the browsers' list, which a self-hosted tool on a
+# company's subdomain is not: not asking for it is the decision, not an oversight.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {

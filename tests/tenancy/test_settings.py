@@ -82,3 +82,33 @@ def test_workers_apply_events_by_default_when_there_is_a_broker(env, expected):
         text=True,
     )
     assert result.stdout.strip() == expected, result.stderr
+
+
+def test_the_documented_production_environment_passes_the_deploy_checks():
+    # README, "Production": the variables it exports (a database and broker are not contacted).
+    env = {
+        "DATABASE_URL": "postgres://observatory:secret@db:5432/observatory",
+        "REDIS_URL": "redis://redis:6379/0",
+        "SECRET_KEY": "k" * 20 + "-a-long-random-production-secret-" + "x" * 20,
+        "ALLOWED_HOSTS": "obs.example.com",
+        "BEHIND_TLS_PROXY": "true",
+        "SECURE_COOKIES": "true",
+        "SECURE_HSTS_SECONDS": "31536000",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_behind_tls_plain_http_is_redirected_but_not_the_probes(client, settings, db):
+    settings.SECURE_SSL_REDIRECT = True  # what BEHIND_TLS_PROXY=true sets
+    response = client.get("/threads/")
+    assert response.status_code == 301 and response["Location"].startswith("https://")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/metrics").status_code == 200
