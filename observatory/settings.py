@@ -5,6 +5,7 @@ The README lists every variable. Helpers in `observatory.env` refuse malformed v
 
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from observatory.env import env_bool, env_choice, env_database, env_int, env_list, env_str
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "observatory.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -146,6 +148,24 @@ STORAGES = {
 }
 # Serve from the source directories too, so a checkout works before `collectstatic`.
 WHITENOISE_USE_FINDERS = True
+
+# Content Security Policy (django-csp): only our own static files run or style the pages, so an
+# LLM's output that escaped its escaping still could not load or run anything. Inline `style`
+# attributes stay allowed (style-src-attr): the trace's waterfall and the analytics bars set
+# positions and widths there, from numbers computed here; they cannot run script. docs/SECURITY.md.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None

@@ -107,3 +107,42 @@ def test_analytics_draws_its_charts_and_a_row_opens_llm_calls(page, alice, demo)
     assert urlsplit(page.url).path == "/"  # LLM Calls
     models = {cell.strip() for cell in page.locator("#calls-table tbody td:nth-child(5)").all_inner_texts()}
     assert models == {model}
+
+
+def test_no_page_breaks_the_content_security_policy(page, alice, demo):
+    # Only our own static files may run or style a page (docs/SECURITY.md): whatever a page, its
+    # htmx partials, the API's docs or the admin load must not be refused by the browser.
+    from tests.factories import UserFactory
+
+    UserFactory(username="root", is_staff=True, is_superuser=True)
+    refused = []
+
+    def console(message):
+        if "Content Security Policy" in message.text:
+            refused.append(f"{page.url}: {message.text[:120]}")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: refused.append(f"{page.url}: {error}"))
+    log_in(page, "alice")
+    run = Run.objects.filter(app=demo, parent_run_id__isnull=True, type="agent").first()
+    paths = ["/", "/threads/", "/analytics/", "/settings/", f"/runs/{run.run_id}/", "/api/docs/"]
+    for path in paths:
+        page.goto(f"{path}?app={demo.public_id}" if not path.startswith("/api/") else path)
+        page.wait_for_load_state("networkidle")
+    page.goto(f"/runs/{run.run_id}/?app={demo.public_id}")
+    page.locator(".span-row").nth(1).click()  # an htmx partial
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".wf .bar").count() > 1  # the waterfall's bars, placed by style attributes
+    page.goto("/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")  # Swagger UI ran: its script is a file, not inline
+    page.context.clear_cookies()
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", "password")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r"/admin/$"))
+    for path in ("/admin/", "/admin/tracing/run/", f"/admin/tracing/run/{run.pk}/change/"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    assert page.evaluate("document.body.innerText").strip()
+    assert refused == []

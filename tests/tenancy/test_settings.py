@@ -112,3 +112,11 @@ def test_behind_tls_plain_http_is_redirected_but_not_the_probes(client, settings
     assert response.status_code == 301 and response["Location"].startswith("https://")
     assert client.get("/healthz").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def test_pages_carry_a_content_security_policy_of_our_own_files(client, db):
+    policy = dict(
+        directive.strip().split(" ", 1) for directive in client.get("/login/")["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'" and policy["default-src"] == "'self'"
+    assert (policy["object-src"], policy["frame-ancestors"]) == ("'none'", "'none'")
