@@ -2,6 +2,7 @@ from io import StringIO
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.http import HttpRequest
 from flowxobservatory.config import ENV_API_KEY, ENV_API_URL
 
 from apps.tenancy.models import ApiKey
@@ -18,7 +19,7 @@ def test_first_run_creates_admin_key_and_demo_data_and_second_run_keeps_them(cli
     lines = [line.strip() for line in text.splitlines()]
     assert f"export {ENV_API_URL}=http://127.0.0.1:8011" in lines
     (raw_key,) = [line.split("=", 1)[1] for line in lines if line.startswith(f"export {ENV_API_KEY}=")]
-    assert client.login(username="admin", password=password)
+    assert client.login(request=HttpRequest(), username="admin", password=password)  # django-axes reads the request
     assert ApiKey.objects.for_raw_key(raw_key).app.slug == "demo"
     runs = Run.objects.count()
     assert runs > 100
