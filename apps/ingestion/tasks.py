@@ -1,7 +1,13 @@
+import logging
+
 from celery import shared_task
 from django.core.cache import cache
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from apps.ingestion.assembly import assemble_pending
+
+logger = logging.getLogger(__name__)
 
 # Set while a wake-up task is queued and not started yet; expires in case its message is
 # lost (the beat entry applies such events meanwhile).
@@ -18,8 +24,12 @@ def schedule_assembly() -> None:
     starts, so the next request wakes another worker, and several workers apply a backlog
     in parallel (they skip each other's claimed events).
     """
-    if cache.add(WAKE_FLAG, 1, WAKE_FLAG_SECONDS):
-        assemble_pending_task.delay()
+    try:
+        if cache.add(WAKE_FLAG, 1, WAKE_FLAG_SECONDS):
+            assemble_pending_task.delay()
+    except (RedisError, KombuError) as exc:  # the events are queued in the database, safe: the beat
+        # entry, or the first request once Redis is back, wakes a worker to apply them
+        logger.warning("could not wake an assembly worker (%s); the queued events wait", exc)
 
 
 @shared_task(acks_late=True)

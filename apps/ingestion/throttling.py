@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
+logger = logging.getLogger(__name__)
 WINDOW_S = 60
 
 
@@ -35,10 +38,14 @@ def within_limit(identity: str) -> tuple[bool, int]:
     if not limit:
         return True, (window + 1) * WINDOW_S
     cache_key = f"ratelimit:{identity}:{window}"
-    cache.add(cache_key, 0, timeout=WINDOW_S * 2)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:  # evicted between add and incr
-        cache.set(cache_key, 1, timeout=WINDOW_S * 2)
-        count = 1
+        cache.add(cache_key, 0, timeout=WINDOW_S * 2)
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # evicted between add and incr
+            cache.set(cache_key, 1, timeout=WINDOW_S * 2)
+            count = 1
+    except RedisError as exc:  # a protection, not a reason to refuse events: without Redis, no limit
+        logger.warning("rate limit unavailable (%s); request allowed", exc)
+        return True, (window + 1) * WINDOW_S
     return count <= limit, (window + 1) * WINDOW_S
