@@ -1,10 +1,15 @@
 """Faults around ingestion: what a client sees, and that nothing accepted is lost."""
 
+import json
+import socket
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
+
 import pytest
 from django.core.cache import cache
 
 from apps.ingestion.assembly import assemble_pending, pending_count
-from apps.tracing.models import Run
+from apps.tracing.models import Event, QueuedBatch, Run
 from tests.helpers import report
 
 # Nothing listens on port 1: every call to this "Redis" is refused at once.
@@ -42,3 +47,25 @@ def test_with_redis_down_the_pages_and_health_still_answer(client, alice, acme_a
     client.force_login(alice)
     assert client.get(f"/?app={acme_app.public_id}").status_code == 200
     assert client.get("/healthz").json()["status"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_that_disconnects_mid_body_stores_nothing(live_server, acme_key):
+    events = [{**EVENT, "run_id": f"cut-{n}"} for n in range(50)]
+    body = json.dumps({"events": events}).encode()
+    address = urlsplit(live_server.url)
+    head = (
+        f"POST /api/report HTTP/1.1\r\nHost: {address.hostname}\r\nAuthorization: Bearer {acme_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(head.encode() + body[: len(body) // 2])
+        connection.shutdown(socket.SHUT_WR)  # the client goes away halfway through its body
+        answer = connection.recv(200)
+    assert answer.startswith(b"HTTP/1.1 400")  # half a body is not JSON: refused, nothing written
+    assert not Event.objects.exists() and not QueuedBatch.objects.exists() and not Run.objects.exists()
+    headers = {"Authorization": f"Bearer {acme_key}", "Content-Type": "application/json"}
+    request = Request(f"{live_server.url}/api/report", body, headers)
+    with urlopen(request, timeout=10) as response:  # the server goes on serving
+        assert response.status == 200
+    assert Run.objects.filter(run_id__startswith="cut-").count() == 50
