@@ -27,8 +27,9 @@ def schedule_assembly() -> None:
     try:
         if cache.add(WAKE_FLAG, 1, WAKE_FLAG_SECONDS):
             assemble_pending_task.delay()
-    except (RedisError, KombuError) as exc:  # the events are queued in the database, safe: the beat
-        # entry, or the first request once Redis is back, wakes a worker to apply them
+    except (RedisError, KombuError) as exc:
+        # The events are safe, queued in the database: the beat's entry, or the first request
+        # once Redis is back, wakes a worker to apply them.
         logger.warning("could not wake an assembly worker (%s); the queued events wait", exc)
 
 

@@ -1,22 +1,14 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
-from apps.tenancy.api.schema import ErrorSerializer
+from apps.tenancy.api.schema import READ_ERRORS
 from apps.tenancy.api.serializers import AppSerializer
 from apps.tenancy.models import App
 
-UNAUTHENTICATED = OpenApiResponse(ErrorSerializer, "No valid API key or session.")
-
 
 @extend_schema_view(
-    list=extend_schema(responses={200: AppSerializer(many=True), 401: UNAUTHENTICATED}),
-    retrieve=extend_schema(
-        responses={
-            200: AppSerializer,
-            401: UNAUTHENTICATED,
-            404: OpenApiResponse(ErrorSerializer, "No such app for this caller."),
-        }
-    ),
+    list=extend_schema(responses={200: AppSerializer(many=True), 401: READ_ERRORS[401]}),
+    retrieve=extend_schema(responses={200: AppSerializer, 401: READ_ERRORS[401], 404: READ_ERRORS[404]}),
 )
 class AppViewSet(viewsets.ReadOnlyModelViewSet):
     """The apps the caller can reach: a key's organization, or the logged-in user's organizations."""
