@@ -29,6 +29,12 @@ app.conf.beat_schedule = {
     # Queued events are normally applied as soon as a request queues them; this catches any
     # whose task was lost (a worker killed mid-task, Redis restarted).
     "assemble-pending-events": {"task": "apps.ingestion.tasks.assemble_pending_task", "schedule": 10.0},
+    # A recalculation whose worker was killed (its heartbeat stale) resumes where it stopped; one
+    # whose message was lost starts (docs/COSTS.md). A cheap query on a small table.
+    "resume-stalled-recalculations": {
+        "task": "apps.tracing.tasks.resume_stalled_recalculations_task",
+        "schedule": 10.0,
+    },
     # Retention, daily at OBSERVATORY_RETENTION_HOUR:00 (default 03:00): deletes what is older than
     # each app's retention_days, keeping saved traces (docs/RETENTION.md). Safe if two ever run.
     "purge-expired": {

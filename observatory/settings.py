@@ -124,6 +124,17 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker process dies (killed, out of memory) goes back to the queue at once, not
+# acknowledged and lost; every task is safe to run again (docs/OPERATIONS.md, "Faults").
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task taken by a worker that vanished whole (SIGKILL, machine lost) is delivered again this
+# many seconds after it was taken. Longer than the longest task would be the textbook rule, but
+# a task redelivered while it still runs finds its work claimed and does nothing.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("OBSERVATORY_TASK_REDELIVERY_SECONDS", 3600, minimum=1),
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+}
 CELERY_TIMEZONE = "UTC"
 # The beat schedule is in observatory/celery.py.
 
@@ -259,6 +270,10 @@ OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD
 # PostgreSQL's work_mem (MB) for an analytics request's queries, so that the sorts and hash tables of
 # a month of runs stay in memory (docs/ANALYTICS.md); 0 = the server's own setting.
 OBSERVATORY_ANALYTICS_WORK_MEM_MB = env_int("OBSERVATORY_ANALYTICS_WORK_MEM_MB", 64, minimum=0)
+# Cost recalculation: run ids per chunk (one transaction each), and the seconds without a chunk
+# committed after which its worker is presumed dead and another resumes the job (docs/COSTS.md).
+OBSERVATORY_RECALC_CHUNK = env_int("OBSERVATORY_RECALC_CHUNK", 100_000, minimum=1)
+OBSERVATORY_RECALC_STALE_SECONDS = env_int("OBSERVATORY_RECALC_STALE_SECONDS", 300, minimum=1)
 # Retention for new apps, in days; 0 = keep forever.
 OBSERVATORY_DEFAULT_RETENTION_DAYS = env_int("OBSERVATORY_DEFAULT_RETENTION_DAYS", 30, minimum=0)
 # The hour (UTC, 0-23) at which Celery beat starts the daily retention job (docs/RETENTION.md).

@@ -110,6 +110,12 @@ class Recalculation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The running job's lease: the worker that claimed `attempt` writes `heartbeat_at` with each
+    # chunk it commits, and `resume_from`, the first run id not repriced yet. A job whose heartbeat
+    # is older than OBSERVATORY_RECALC_STALE_SECONDS lost its worker: the next claim resumes it there.
+    attempt = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    resume_from = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

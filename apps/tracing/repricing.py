@@ -2,7 +2,7 @@
 
 Set-based: Python decides, with the same PriceBook the write path uses, which cost row
 applies to each model over which days; the database then reprices every run at once,
-one UPDATE per range of CHUNK run ids, joined to that small table of price periods.
+one UPDATE per range of OBSERVATORY_RECALC_CHUNK run ids, joined to that small table of price periods.
 
 It works on RunCost, the narrow table that holds each run's cost and its pricing inputs,
 so a million runs are a million small rows with two indexes, and one statement never
@@ -21,12 +21,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.costs.models import ModelCost, Recalculation
@@ -36,7 +38,6 @@ from apps.tracing.signals import runs_repriced
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 100_000  # run ids per UPDATE: bounds each transaction, and how long any row stays locked
 # Priced with the same formula as costs.pricing.PriceBook.price, rounded like the column.
 COST_SQL = """
     CASE
@@ -117,22 +118,30 @@ def recalculate_costs(
     app=None,
     since: datetime | None = None,
     dry_run: bool = False,
-    progress: Callable[[Summary], None] | None = None,
+    progress: Callable[[Summary, int], None] | None = None,
+    resume: tuple[Summary, int] | None = None,
 ) -> Summary:
-    """Reprice the llm runs in scope (all, one model or pattern, one app, since a time); thread totals follow."""
+    """Reprice the llm runs in scope (all, one model or pattern, one app, since a time); thread totals follow.
+
+    Chunk by chunk of run ids, each in its own transaction, inside which `progress(summary, next
+    run id)` is called: what it records commits with the chunk, and an exception it raises rolls
+    the chunk back. `resume`, such a (summary, next run id) recorded earlier, goes on from there.
+    """
     scope = scope_of(model=model, is_pattern=is_pattern, app=app, since=since)
     totals = scope.aggregate(n=Count("run"), cost=Sum("cost"), first=Min("run"), last=Max("run"))
-    summary = Summary(total=totals["n"], cost_before=totals["cost"] or Decimal(0))
+    summary, start = resume or (Summary(total=totals["n"], cost_before=totals["cost"] or Decimal(0)), totals["first"])
     models = set(scope.order_by().values_list("model", flat=True).distinct())
     repricing = Repricing(price_periods(models, PriceBook.everything()), app=app, since=since, models=models)
-    for low in range(totals["first"] or 0, (totals["last"] or 0) + 1, CHUNK):
+    for low in range(start or 0, (totals["last"] or 0) + 1, settings.OBSERVATORY_RECALC_CHUNK):
+        high = low + settings.OBSERVATORY_RECALC_CHUNK
         with transaction.atomic():
-            changed, examined, after = repricing.run(low, low + CHUNK, dry_run=dry_run)
-        summary.examined += examined
-        summary.changed += len(changed)
-        summary.cost_after += after
-        if progress:
-            progress(summary)
+            changed, examined, after = repricing.run(low, high, dry_run=dry_run)
+            summary = replace(
+                summary, examined=summary.examined + examined, changed=summary.changed + len(changed),
+                cost_after=summary.cost_after + after,
+            )  # fmt: skip
+            if progress:
+                progress(summary, high)
     if summary.changed and not dry_run:
         runs_repriced.send(sender=RunCost, app=app)
     return summary
@@ -229,35 +238,72 @@ def request_recalculation(*, reason: str = "", **scope) -> Recalculation:
     return recalculation
 
 
+class LeaseLost(Exception):
+    """Another worker took the job over (this one was presumed dead): stop, writing nothing more."""
+
+
 def run_recalculation(recalculation_id: int) -> Recalculation | None:
-    """Carry out a recorded recalculation, keeping its progress and summary up to date."""
-    claimed = Recalculation.objects.filter(pk=recalculation_id, state=Recalculation.State.QUEUED).update(
-        state=Recalculation.State.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:  # already done, running elsewhere, or deleted: a redelivered task does nothing
+    """Carry out a recorded recalculation, keeping its progress and summary up to date.
+
+    Claims the job if it is queued, or running with a heartbeat older than
+    OBSERVATORY_RECALC_STALE_SECONDS (its worker was killed): then it resumes at the first
+    chunk not committed, with the counts committed so far, so nothing is counted twice. Each
+    chunk's checkpoint is written in the chunk's transaction and only by the latest claim.
+    """
+    now = timezone.now()
+    claimable = Q(state=Recalculation.State.QUEUED) | Q(state=Recalculation.State.RUNNING, heartbeat_at__lt=stale(now))
+    claimed = Recalculation.objects.filter(claimable, pk=recalculation_id).update(
+        state=Recalculation.State.RUNNING, started_at=Coalesce("started_at", Value(now)), heartbeat_at=now,
+        attempt=F("attempt") + 1,
+    )  # fmt: skip
+    if not claimed:  # done, failed, running elsewhere, or deleted: a redelivered task does nothing
         return None
     job = Recalculation.objects.get(pk=recalculation_id)
+    ours = Recalculation.objects.filter(pk=job.pk, attempt=job.attempt, state=Recalculation.State.RUNNING)
+    resume = None
+    if job.resume_from is not None:
+        logger.warning("cost recalculation #%s: resuming at run %s (attempt %s)", job.pk, job.resume_from, job.attempt)
+        counts = ("total", "examined", "changed", "cost_before", "cost_after")
+        resume = (Summary(**{name: getattr(job, name) for name in counts}), job.resume_from)
 
-    def report(summary: Summary) -> None:
-        Recalculation.objects.filter(pk=job.pk).update(
-            total=summary.total, examined=summary.examined, changed=summary.changed
-        )
+    def checkpoint(summary: Summary, next_run: int) -> None:
+        if not ours.update(**vars(summary), resume_from=next_run, heartbeat_at=timezone.now()):
+            raise LeaseLost
 
     try:
         summary = recalculate_costs(
             model=job.model, is_pattern=job.is_pattern, app=job.app, since=job.since, dry_run=job.dry_run,
-            progress=report,
+            progress=checkpoint, resume=resume,
         )  # fmt: skip
+    except LeaseLost:
+        logger.warning("cost recalculation #%s: taken over by another worker, stopping", job.pk)
+        return None
     except Exception as exc:
         logger.exception("cost recalculation #%s failed", job.pk)
-        Recalculation.objects.filter(pk=job.pk).update(
-            state=Recalculation.State.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
+        ours.update(state=Recalculation.State.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
         raise
-    Recalculation.objects.filter(pk=job.pk).update(
-        state=Recalculation.State.DONE, total=summary.total, examined=summary.examined, changed=summary.changed,
-        cost_before=summary.cost_before, cost_after=summary.cost_after, finished_at=timezone.now(),
-    )  # fmt: skip
+    if not ours.update(**vars(summary), state=Recalculation.State.DONE, finished_at=timezone.now()):
+        return None
     job.refresh_from_db()
     logger.info("cost recalculation #%s: %s runs examined, %s changed", job.pk, job.examined, job.changed)
     return job
+
+
+def stale(now: datetime) -> datetime:
+    """Heartbeats before this moment belong to a worker presumed dead."""
+    return now - timedelta(seconds=settings.OBSERVATORY_RECALC_STALE_SECONDS)
+
+
+def resume_stalled_recalculations() -> list[int]:
+    """Enqueue again the jobs whose worker died (stale heartbeat) or whose message was lost (queued
+    a minute ago and not started); returns their ids. A job running well is left alone: its claim fails."""
+    from apps.tracing.tasks import recalculate_costs_task  # here: tasks.py imports this module
+
+    now = timezone.now()
+    stalled = Q(state=Recalculation.State.RUNNING, heartbeat_at__lt=stale(now)) | Q(
+        state=Recalculation.State.QUEUED, created_at__lt=now - timedelta(minutes=1)
+    )
+    ids = list(Recalculation.objects.filter(stalled).values_list("pk", flat=True))
+    for pk in ids:
+        recalculate_costs_task.delay(pk)
+    return ids

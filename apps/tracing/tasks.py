@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from apps.tracing.repricing import run_recalculation
+from apps.tracing.repricing import resume_stalled_recalculations, run_recalculation
 from apps.tracing.retention import purge_expired
 
 logger = logging.getLogger(__name__)
@@ -13,6 +13,12 @@ logger = logging.getLogger(__name__)
 def recalculate_costs_task(recalculation_id: int) -> None:
     """Carry out a recorded cost recalculation (idempotent: a redelivered task does nothing)."""
     run_recalculation(recalculation_id)
+
+
+@shared_task
+def resume_stalled_recalculations_task() -> list[int]:
+    """Beat: enqueue again the recalculations whose worker died or whose message was lost."""
+    return resume_stalled_recalculations()
 
 
 @shared_task(acks_late=True)

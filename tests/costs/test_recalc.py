@@ -2,16 +2,18 @@
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from apps.costs.models import ModelCost, Recalculation
 from apps.threads.models import Thread
 from apps.tracing.models import Run
-from apps.tracing.repricing import CHUNK, recalculate_costs, request_recalculation
+from apps.tracing.repricing import recalculate_costs, request_recalculation
 from tests.factories import AppFactory
 from tests.helpers import ingest
 
@@ -100,16 +102,17 @@ def test_thread_totals_follow(acme_app):
     assert Thread.objects.get().total_cost == 6
 
 
-def test_it_works_in_chunks_with_a_fixed_number_of_queries_each(acme_app, django_assert_max_num_queries, monkeypatch):
+def test_it_works_in_chunks_with_a_fixed_number_of_queries_each(acme_app, django_assert_max_num_queries, settings):
     ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
     ingest(acme_app, *[call(f"r{n}", "a") for n in range(250)])
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("2"))
-    monkeypatch.setattr("apps.tracing.repricing.CHUNK", 100)
+    assert settings.OBSERVATORY_RECALC_CHUNK == 100_000
+    settings.OBSERVATORY_RECALC_CHUNK = 100
     # scope totals, its models, the price book; then per range of 100 run ids: new totals, the
     # UPDATE, the threads to refresh, and the savepoint around them
     with django_assert_max_num_queries(3 + 3 * 5):
         summary = recalculate_costs()
-    assert summary.changed == 250 and CHUNK == 100_000
+    assert summary.changed == 250
     assert set(costs().values()) == {Decimal(2)}
 
 
@@ -167,3 +170,89 @@ def test_a_redelivered_task_does_nothing(priced_runs):
     job = Recalculation.objects.create(model="a")
     assert run_recalculation(job.pk).state == Recalculation.State.DONE
     assert run_recalculation(job.pk) is None
+
+
+class WorkerKilled(BaseException):
+    """What SIGKILL looks like from inside: nothing after it runs, no `except Exception` sees it."""
+
+
+@pytest.fixture
+def chunked_job(acme_app, settings):
+    """250 runs repriced from 1 to 2 per 1,000 tokens in chunks of 100 run ids: a job of three chunks."""
+    settings.OBSERVATORY_RECALC_CHUNK = 100
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    ingest(acme_app, *[call(f"r{n}", "a") for n in range(250)])
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("2"))
+    return Recalculation.objects.create(model="a")
+
+
+def die_at_chunk(monkeypatch, chunk: int, action=None) -> None:
+    """The worker running the job dies (or `action` happens) as it starts its `chunk`-th chunk."""
+    from apps.tracing.repricing import Repricing
+
+    original, calls = Repricing.run, []
+
+    def run(self, low, high, *, dry_run):
+        calls.append(low)
+        if len(calls) == chunk:
+            if action is None:
+                raise WorkerKilled
+            action()
+        return original(self, low, high, dry_run=dry_run)
+
+    monkeypatch.setattr(Repricing, "run", run)
+
+
+def test_a_job_whose_worker_died_resumes_where_it_stopped_and_counts_each_run_once(chunked_job, monkeypatch, settings):
+    from apps.tracing.repricing import run_recalculation
+
+    die_at_chunk(monkeypatch, 2)
+    with pytest.raises(WorkerKilled):
+        run_recalculation(chunked_job.pk)
+    monkeypatch.undo()
+    job = Recalculation.objects.get(pk=chunked_job.pk)
+    assert (job.state, job.attempt, job.examined, job.changed) == (Recalculation.State.RUNNING, 1, 100, 100)
+    assert sorted(costs().values()).count(Decimal(2)) == 100  # the first chunk committed, the second rolled back
+    assert run_recalculation(job.pk) is None  # its heartbeat is fresh: presumed alive, left alone
+    Recalculation.objects.filter(pk=job.pk).update(heartbeat_at=job.heartbeat_at - timedelta(seconds=301))
+    job = run_recalculation(job.pk)  # the redelivered task, or the beat's sweep
+    assert (job.state, job.attempt, job.total, job.examined, job.changed) == (
+        Recalculation.State.DONE,
+        2,
+        250,
+        250,
+        250,
+    )
+    assert (job.cost_before, job.cost_after) == (Decimal(250), Decimal(500))
+    assert set(costs().values()) == {Decimal(2)}
+
+
+def test_a_worker_presumed_dead_that_wakes_up_writes_nothing(chunked_job, monkeypatch):
+    from apps.tracing.repricing import run_recalculation
+
+    def taken_over():  # another worker claims the job while this one works on its first chunk
+        Recalculation.objects.filter(pk=chunked_job.pk).update(attempt=F("attempt") + 1)
+
+    die_at_chunk(monkeypatch, 1, taken_over)
+    assert run_recalculation(chunked_job.pk) is None
+    # Its checkpoint failed, so its chunk was rolled back (and, here, the takeover with it, made in
+    # the same connection; another worker's would have committed on its own).
+    job = Recalculation.objects.get(pk=chunked_job.pk)
+    assert (job.examined, job.changed, job.resume_from) == (0, 0, None)
+    assert set(costs().values()) == {Decimal(1)}
+
+
+def test_the_sweep_enqueues_only_the_stalled_jobs(acme_app, monkeypatch):
+    from apps.tracing.repricing import resume_stalled_recalculations
+
+    now = timezone.now()
+    Running, Queued = Recalculation.State.RUNNING, Recalculation.State.QUEUED
+    dead = Recalculation.objects.create(state=Running, heartbeat_at=now - timedelta(seconds=400))
+    Recalculation.objects.create(state=Running, heartbeat_at=now - timedelta(seconds=10))  # alive
+    lost = Recalculation.objects.create(state=Queued)
+    Recalculation.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=2))
+    Recalculation.objects.create(state=Queued)  # just queued: its message is on its way
+    Recalculation.objects.create(state=Recalculation.State.DONE, heartbeat_at=now - timedelta(days=1))
+    sent = []
+    monkeypatch.setattr("apps.tracing.tasks.recalculate_costs_task.delay", sent.append)
+    assert sorted(resume_stalled_recalculations()) == sorted(sent) == sorted([dead.pk, lost.pk])

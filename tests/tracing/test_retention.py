@@ -467,7 +467,7 @@ def test_the_task_runs_the_purge(acme_app):
 
 def test_beat_runs_the_retention_job_daily_at_the_configured_hour(settings):
     entries = celery_app.conf.beat_schedule
-    assert set(entries) == {"assemble-pending-events", "purge-expired"}
+    assert set(entries) == {"assemble-pending-events", "resume-stalled-recalculations", "purge-expired"}
     entry = entries["purge-expired"]
     assert entry["task"] == "apps.tracing.tasks.purge_expired_task" == purge_expired_task.name
     schedule = entry["schedule"]

@@ -36,7 +36,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         with tqdm(unit="run", file=self.stderr._out, disable=None) as bar:
 
-            def progress(summary) -> None:
+            def progress(summary, next_run) -> None:
                 bar.total = summary.total
                 bar.update(summary.examined - bar.n)
 
