@@ -395,7 +395,8 @@ def run(
     the level after the purge, and every `seconds` in the background during it).
     """
     setup_django(database_url)
-    from apps.tracing.retention import BATCH_SIZE
+    from django.conf import settings
+
     from bench.fill import bench_app
 
     db = Database()  # Django's connection, pointing at the server's database
@@ -471,7 +472,7 @@ def run(
             "seconds": seconds,
             "concurrency": concurrency,
             "batch_size": batch_size,
-            "purge_batch_size": purge_batch_size or BATCH_SIZE,
+            "purge_batch_size": purge_batch_size or settings.OBSERVATORY_RETENTION_BATCH,
             "analyze_before_levels": analyzing,
             "analyze_rounds_during_purge": analyzer.rounds if analyzer else 0,
         },

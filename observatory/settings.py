@@ -276,6 +276,9 @@ OBSERVATORY_RECALC_CHUNK = env_int("OBSERVATORY_RECALC_CHUNK", 100_000, minimum=
 OBSERVATORY_RECALC_STALE_SECONDS = env_int("OBSERVATORY_RECALC_STALE_SECONDS", 300, minimum=1)
 # Retention for new apps, in days; 0 = keep forever.
 OBSERVATORY_DEFAULT_RETENTION_DAYS = env_int("OBSERVATORY_DEFAULT_RETENTION_DAYS", 30, minimum=0)
+# Runs (or events) the retention job deletes per transaction: bounds how long their rows stay
+# locked, and how many advisory locks one transaction holds in PostgreSQL's shared lock table.
+OBSERVATORY_RETENTION_BATCH = env_int("OBSERVATORY_RETENTION_BATCH", 2000, minimum=1)
 # The hour (UTC, 0-23) at which Celery beat starts the daily retention job (docs/RETENTION.md).
 OBSERVATORY_RETENTION_HOUR = env_int("OBSERVATORY_RETENTION_HOUR", 3, minimum=0)
 if OBSERVATORY_RETENTION_HOUR > 23:

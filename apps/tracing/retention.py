@@ -5,7 +5,7 @@ starts), in this order:
 
 1. `retention_due`: threads deletes the expired thread messages, their feedback, the threads
    left empty, and corrects the aggregates of the others (threads.services.purge_expired_messages).
-2. Runs started before the cutoff, oldest first by (started_at, id), BATCH_SIZE at a time: each
+2. Runs started before the cutoff, oldest first by (started_at, id), OBSERVATORY_RETENTION_BATCH at a time: each
    batch is one short transaction that deletes its runs with their cost and search rows, their
    events and their feedback, then sends `runs_purged` for threads to follow in the same
    transaction. A keyset cursor moves past what is kept, so kept runs are read once per purge.
@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -43,9 +44,6 @@ from apps.tracing.sql import run_tree, try_advisory_lock
 
 logger = logging.getLogger(__name__)
 
-# Runs (or events) per transaction: bounds how long their rows stay locked, and how many advisory
-# locks one transaction holds in PostgreSQL's lock table, which all transactions share.
-BATCH_SIZE = 2_000
 # Run ids per trace query. PostgreSQL guesses a recursive walk yields ten times its seed rows:
 # from a few hundred it probes the (app, run_id) and (app, parent_run_id) indexes; from 5,000 it
 # hashed the whole run table at each step (1.2 s instead of ~20 ms at 1,000,000 runs).
@@ -90,7 +88,7 @@ def purge_expired(
     app: App | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     progress: Callable[[PurgeResult], None] | None = None,
 ) -> list[PurgeResult]:
     """Delete what is past each app's retention (`app`: only that one); one result per app, in id order.
@@ -107,7 +105,12 @@ def purge_expired(
     for current in apps:
         result = PurgeResult(app=current, cutoff=cutoff_of(current, now))
         if result.cutoff is not None:
-            _AppPurge(result, dry_run=dry_run, batch_size=batch_size, progress=progress).run()
+            _AppPurge(
+                result,
+                dry_run=dry_run,
+                batch_size=batch_size or settings.OBSERVATORY_RETENTION_BATCH,
+                progress=progress,
+            ).run()
             logger.info(
                 "retention %s%s/%s (cutoff %s): %s",
                 "dry run " if dry_run else "", current.organization.slug, current.slug, result.cutoff.isoformat(),
