@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import orjson
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Subquery
 
 from apps.costs.pricing import PriceBook, Usage
@@ -213,9 +213,22 @@ def message_is_rated() -> Exists:
 
 
 def refresh_threads(thread_pks: set[int]) -> None:
-    """Recompute message count, span, preview, tokens, cost and has_feedback of these threads."""
+    """Recompute message count, span, preview, tokens, cost and has_feedback of these threads.
+
+    The threads' rows are locked first (in id order, so two refreshes never wait on each other in
+    a circle), then read: a refresh that waited for another transaction's refresh of the same
+    thread reads what that one committed instead of overwriting it with an older view (READ
+    COMMITTED gives each statement a fresh snapshot). SQLite has one writer at a time anyway.
+    """
     if not thread_pks:
         return
+    with transaction.atomic(savepoint=False):
+        locked = Thread.objects.filter(pk__in=thread_pks).order_by("pk").select_for_update()
+        list(locked.values_list("pk", flat=True))
+        _refresh_locked_threads(thread_pks)
+
+
+def _refresh_locked_threads(thread_pks: set[int]) -> None:
     messages = ThreadMessage.objects.filter(thread=OuterRef("pk"))
     aggregates = Thread.objects.filter(pk__in=thread_pks).annotate(
         n=Count("messages"),

@@ -1,10 +1,13 @@
 """Thread aggregates stay right whatever the order and however often events are delivered."""
 
 import itertools
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
 
 from apps.costs.models import ModelCost
 from apps.threads.models import Thread
@@ -79,3 +82,36 @@ def test_the_preview_is_the_last_message_cut_to_200_characters(acme_app):
     ingest(acme_app, {"name": "chat", "role": "assistant", "thread_id": "t", "content": {"text": "x" * 500}})
     preview = Thread.objects.get().preview
     assert len(preview) == 200 and preview.startswith('{"text":"xxx')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_adding_runs_to_one_thread_at_once_are_both_counted(acme_app):
+    """Two workers apply runs of one linked trace at once: each refreshes the thread from what it
+    sees, and the second must see the first's runs, not overwrite the totals with its older view."""
+    ingest(
+        acme_app,
+        {"name": "agent_start", "run_id": "a", "timestamp": "2026-05-01T10:00:00Z"},
+        {"name": "chat", "role": "user", "content": "hi", "thread_id": "t", "run_id": "a",
+         "timestamp": "2026-05-01T10:00:01Z"},
+    )  # fmt: skip
+    child = {"name": "llm_call", "parent_run_id": "a", "model": "m", "timestamp": "2026-05-01T10:00:02Z"}
+    first_written, errors = threading.Event(), []
+
+    def first_worker():
+        try:
+            with transaction.atomic():
+                ingest(acme_app, {**child, "run_id": "r1", "total_tokens": 100})
+                first_written.set()
+                time.sleep(0.5)  # the second batch runs into this one's thread meanwhile
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_worker)
+    worker.start()
+    assert first_written.wait(5)
+    ingest(acme_app, {**child, "run_id": "r2", "total_tokens": 50})
+    worker.join()
+    assert not errors
+    assert Thread.objects.get().total_tokens == 150
