@@ -167,3 +167,18 @@ def test_acmes_owner_sees_the_secret_where_the_others_do_not(acme_data, alice, a
         assert SECRET in session.get(acme_data[route][1]).content.decode(), route
     for route in ("api/run/<str:run_id>/", "api/^threads/(?P<pk>[^/.]+)/$"):
         assert SECRET in key_client(acme_key).get(acme_data[route][1]).content.decode(), route
+
+
+def test_every_form_and_session_write_needs_the_csrf_token(acme_data, acme_app, alice):
+    """Every route that changes something with a session (pages' forms, the API used from a page,
+    logging out) refuses a request without the CSRF token, even from the owner; the key-only
+    ingestion routes take no cookies and need none."""
+    session = Client(enforce_csrf_checks=True)
+    writes = {route: entry for route, entry in acme_data.items() if entry[2] != "get" and entry[0] != "ingest"}
+    assert len(writes) == 8  # logout, compare (twice), save, and the Settings page's four forms
+    for route, (_, path, method) in writes.items():
+        session.force_login(alice)
+        response = call(session, method, path, acme_app)
+        assert response.status_code == 403, (route, response.status_code)
+        assert "CSRF" in response.content.decode(errors="replace"), route
+    assert ApiKey.objects.filter(name=SECRET, revoked_at__isnull=True).exists()  # nothing was revoked
