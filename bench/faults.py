@@ -4,10 +4,11 @@ mid-batch, mid-recalculation and mid-purge (issue 19, docs/OPERATIONS.md "Faults
 It builds a private PostgreSQL cluster (so that it may stop it), runs gunicorn, a Celery worker
 and beat on it (bench/stack.py), and checks:
 
-- **postgres-down**: clients keep posting while PostgreSQL is stopped for a few seconds and
-  started again. Every answer is a 200 or a 503 with Retry-After (never a 500, never a dropped
-  connection); a 503'd batch is all there or not at all; the server answers 200 again by itself
-  once PostgreSQL is back, and the worker applies every event answered 200 without a restart.
+- **postgres-down**: clients keep posting, to a web tier in each assembly mode, while
+  PostgreSQL is stopped for a few seconds and started again. Every answer is a 200 or a 503
+  with Retry-After (never a 500, never a dropped connection); a 503'd batch is all there or not
+  at all; the server answers 200 again by itself once PostgreSQL is back, and every event
+  answered 200 is applied, in worker mode by the worker without a restart.
 - **worker-killed**: the same traces (runs, costs, threads, messages, feedback, saved runs, old
   and new) go to two apps. The first is applied, recalculated and purged without a fault; for
   the second, the worker is killed with SIGKILL (the whole process group) in the middle of
@@ -195,9 +196,12 @@ class Load(threading.Thread):
             time.sleep(0.02)
 
 
-def postgres_down(stack: Stack, pg: Postgres, key: str) -> dict:
-    loads = [Load(stack.url, key, f"pg{n}") for n in range(4)]
-    for load in loads:
+def postgres_down(webs: dict[str, str], pg: Postgres, key: str) -> dict:
+    """Three clients per web tier (`webs`: assembly mode -> URL) post while PostgreSQL is stopped
+    and started again; what each tier answered, and what reached the database."""
+    loads = {mode: [Load(url, key, f"{mode}{n}") for n in range(3)] for mode, url in webs.items()}
+    every = [load for group in loads.values() for load in group]
+    for load in every:
         load.start()
     time.sleep(2)
     down = time.monotonic()
@@ -206,12 +210,21 @@ def postgres_down(stack: Stack, pg: Postgres, key: str) -> dict:
     pg.start()
     up = time.monotonic()
     time.sleep(6)
-    for load in loads:
+    for load in every:
         load.stopping.set()
-    for load in loads:
+    for load in every:
         load.join()
-    answers = sorted((a for load in loads for a in load.answers), key=lambda a: a["at"])
     reconnect()
+    result: dict = {"outage_s": round(up - down, 1), "checks": {}}
+    for mode, group in loads.items():
+        answers = sorted((a for load in group for a in load.answers), key=lambda a: a["at"])
+        result[mode] = outcome(answers, up)
+        result["checks"].update({f"{mode}: {name}": ok for name, ok in result[mode].pop("checks").items()})
+    return result
+
+
+def outcome(answers: list[dict], up: float) -> dict:
+    """What the clients of one web tier saw, and the checks on it (PostgreSQL came back at `up`)."""
     accepted = {r for a in answers if a["status"] == 200 for r in a["ids"]}
     drained = _drain(lambda: _present(accepted) == len(accepted))
     refused = [a for a in answers if a["status"] == 503]
@@ -222,7 +235,6 @@ def postgres_down(stack: Stack, pg: Postgres, key: str) -> dict:
     after = [a for a in answers if a["at"] > up + 3]  # PostgreSQL back for 3 s
     first_ok = next((a["at"] for a in answers if a["at"] > up and a["status"] == 200), None)
     return {
-        "outage_s": round(up - down, 1),
         "statuses": statuses,
         "accepted_events": len(accepted),
         "recovered_after_s": None if first_ok is None else round(first_ok - up, 2),
@@ -360,7 +372,8 @@ def run(
             if "worker_killed" in scenarios:
                 result["worker_killed"] = worker_killed(stack, keys[0], keys[1])
             if "postgres_down" in scenarios:
-                result["postgres_down"] = postgres_down(stack, pg, keys[2])
+                inline = stack.start_web(name="web-inline", env={"OBSERVATORY_ASSEMBLY": "inline"})
+                result["postgres_down"] = postgres_down({"worker": stack.url, "inline": inline}, pg, keys[2])
             for name in list(stack.processes):
                 stack.check_running(name)
     finally:

@@ -148,27 +148,29 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         return self.manage("create_api_key", app_slug, "--org", org, "--create").strip().splitlines()[-1]
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, command: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         log.close()
         self.processes[name] = process
         return process
 
-    def start_web(self, workers: int = 2) -> str:
-        port = free_port()
-        self._spawn("web", [str(BIN / "gunicorn"), "observatory.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                            "--timeout", "60", "--graceful-timeout", "5"])  # fmt: skip
-        self.url = f"http://127.0.0.1:{port}"
-        wait_until(self._healthy, timeout=60, what="gunicorn answering /healthz")
-        return self.url
+    def start_web(self, workers: int = 2, *, name: str = "web", env: dict | None = None) -> str:
+        """gunicorn on a free port (`env`: settings of its own); its URL, once it answers /healthz."""
+        url = f"http://127.0.0.1:{free_port()}"
+        self._spawn(name, [str(BIN / "gunicorn"), "observatory.wsgi", "-b", url.removeprefix("http://"),
+                           "-w", str(workers), "--timeout", "60", "--graceful-timeout", "5"], env)  # fmt: skip
+        wait_until(lambda: self._healthy(name, url), timeout=60, what=f"{name} answering /healthz")
+        self.url = self.url or url
+        return url
 
-    def _healthy(self) -> bool:
-        self.check_running("web")
+    def _healthy(self, name: str, url: str) -> bool:
+        self.check_running(name)
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
                 return response.status == 200
         except OSError:
             return False

@@ -31,8 +31,9 @@ def test_faults_lose_nothing_and_count_nothing_twice(tmp_path):
     assert out.exists(), done.stdout[-3000:] + done.stderr[-5000:]
     result = json.loads(out.read_text())
     assert not result["failed"] and done.returncode == 0, done.stdout[-4000:]
-    down = result["postgres_down"]
-    assert down["statuses"]["503"] > 0 and down["statuses"]["200"] > 0 and down["accepted_events"] > 0
+    for mode in ("worker", "inline"):
+        down = result["postgres_down"][mode]
+        assert down["statuses"]["503"] > 0 and down["statuses"]["200"] > 0 and down["accepted_events"] > 0
     killed = result["worker_killed"]
     assert killed["batch"]["queue_left"] and killed["recalculation"]["attempts"] >= 2
     assert killed["purge"]["runs_when_killed"] > killed["purge"]["runs_after"]
