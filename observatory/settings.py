@@ -265,6 +265,9 @@ OBSERVATORY_API_KEY_CACHE_SECONDS = env_int("OBSERVATORY_API_KEY_CACHE_SECONDS",
 OBSERVATORY_METRICS_TOKEN = env_str("OBSERVATORY_METRICS_TOKEN", "")
 # Events a worker applies per transaction.
 OBSERVATORY_ASSEMBLY_BATCH = env_int("OBSERVATORY_ASSEMBLY_BATCH", 2000, minimum=1)
+# Seconds one assembly task applies the queue before it hands the rest to a new task, at the back
+# of the queue, so that purges and recalculations get a worker under a steady backlog.
+OBSERVATORY_ASSEMBLY_TASK_SECONDS = env_int("OBSERVATORY_ASSEMBLY_TASK_SECONDS", 30, minimum=0)
 # How many characters of a run's input and of its output the runs search looks through.
 OBSERVATORY_SEARCH_CHARS_PER_FIELD = env_int("OBSERVATORY_SEARCH_CHARS_PER_FIELD", 2000, minimum=0)
 # PostgreSQL's work_mem (MB) for an analytics request's queries, so that the sorts and hash tables of

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -36,9 +37,11 @@ logger = logging.getLogger(__name__)
 TYPICAL_BATCH = 100  # events per queued row to expect before any is read (the SDK's batch size)
 
 
-def assemble_pending(*, limit: int | None = None) -> int:
-    """Apply queued events, oldest first, about `limit` per transaction, until none are left; returns how many."""
+def assemble_pending(*, limit: int | None = None, seconds: float | None = None) -> int:
+    """Apply queued events, oldest first, about `limit` per transaction, until none are left or
+    (with `seconds`) that long has passed, the rest left for the next call; returns how many."""
     limit = limit or settings.OBSERVATORY_ASSEMBLY_BATCH
+    deadline = None if seconds is None else time.monotonic() + seconds
     done = 0
     while True:
         with transaction.atomic():
@@ -48,6 +51,8 @@ def assemble_pending(*, limit: int | None = None) -> int:
             _drop_cyclic_parents(events)
             apply(events, new_keys)
         done += taken
+        if deadline is not None and time.monotonic() >= deadline:
+            return done
 
 
 def claim(limit: int) -> tuple[int, list[EventIn], set[str]]:

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
@@ -303,7 +304,11 @@ def resume_stalled_recalculations() -> list[int]:
     stalled = Q(state=Recalculation.State.RUNNING, heartbeat_at__lt=stale(now)) | Q(
         state=Recalculation.State.QUEUED, created_at__lt=now - timedelta(minutes=1)
     )
-    ids = list(Recalculation.objects.filter(stalled).values_list("pk", flat=True))
-    for pk in ids:
-        recalculate_costs_task.delay(pk)
+    ids = []
+    for pk in Recalculation.objects.filter(stalled).values_list("pk", flat=True):
+        # Once per stale period: while the workers are busy (a job waits its turn), beat's every
+        # 10 s would otherwise pile up messages for it (bench/soak.py counted 177 for 7 jobs).
+        if cache.add(f"recalculation-requeued:{pk}", 1, settings.OBSERVATORY_RECALC_STALE_SECONDS):
+            recalculate_costs_task.delay(pk)
+            ids.append(pk)
     return ids

@@ -256,3 +256,4 @@ def test_the_sweep_enqueues_only_the_stalled_jobs(acme_app, monkeypatch):
     sent = []
     monkeypatch.setattr("apps.tracing.tasks.recalculate_costs_task.delay", sent.append)
     assert sorted(resume_stalled_recalculations()) == sorted(sent) == sorted([dead.pk, lost.pk])
+    assert resume_stalled_recalculations() == [] and len(sent) == 2  # once per stale period, not every 10 s

@@ -236,3 +236,21 @@ def test_search_finds_a_run_as_soon_as_the_worker_applied_it(acme_client, worker
     assemble_pending()
     found = acme_client.get("/api/run/", {"search": "parcel 4242"}).json()["results"]
     assert [run["run_id"] for run in found] == ["l"]
+
+
+def test_a_task_applies_for_its_time_then_hands_the_rest_to_a_new_task(acme_app, worker_mode, settings):
+    from apps.ingestion.tasks import assemble_pending_task
+
+    with mock.patch("apps.ingestion.tasks.schedule_assembly"):
+        for event in TRACE:  # one queued row each
+            ingest(acme_app, event)
+    assert assemble_pending(limit=1, seconds=0) == 1 and pending_count() == len(TRACE) - 1
+    settings.OBSERVATORY_ASSEMBLY_TASK_SECONDS = 0
+    with mock.patch("apps.ingestion.tasks.schedule_assembly") as wake:
+        assemble_pending_task()  # its time is up after the first transaction: it wakes another worker
+    wake.assert_called_once()
+    settings.OBSERVATORY_ASSEMBLY_TASK_SECONDS = 30
+    with mock.patch("apps.ingestion.tasks.schedule_assembly") as wake:
+        assemble_pending_task()  # the queue emptied within its time: nobody else to wake
+    wake.assert_not_called()
+    assert pending_count() == 0 and Run.objects.count() == 2
