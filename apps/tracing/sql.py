@@ -10,6 +10,7 @@ VALUES list (split only past its 32,766-parameter limit).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -193,3 +194,30 @@ def run_tree(name: str, seed: str, *, carry: Sequence[str] = (), up: bool = Fals
         f"WITH RECURSIVE {name}({columns}) AS ({seed} UNION "
         f"SELECT {step} FROM {table} r JOIN {name} t ON r.app_id = t.app_id AND {link}{bound})"
     )
+
+
+def wait_for_older_transactions(timeout: float = 60.0) -> bool:
+    """Wait until every other transaction that had written anything when this was called has
+    ended (PostgreSQL; SQLite lets one writer in at a time, so none is ever in flight). False if
+    some still ran after `timeout` seconds.
+    """
+    if connection.vendor != "postgresql":
+        return True
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT array_agg(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+            " WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()"
+        )
+        running = cursor.fetchone()[0] or []
+        while running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+            cursor.execute(
+                "SELECT array_agg(x) FROM unnest(%s::bigint[]) AS x"
+                " WHERE pg_xact_status(x::text::xid8) = 'in progress'",
+                [running],
+            )
+            running = cursor.fetchone()[0] or []
+    return True

@@ -257,3 +257,35 @@ def test_the_sweep_enqueues_only_the_stalled_jobs(acme_app, monkeypatch):
     monkeypatch.setattr("apps.tracing.tasks.recalculate_costs_task.delay", sent.append)
     assert sorted(resume_stalled_recalculations()) == sorted(sent) == sorted([dead.pk, lost.pk])
     assert resume_stalled_recalculations() == [] and len(sent) == 2  # once per stale period, not every 10 s
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_priced_before_a_price_change_and_committed_during_the_job_get_the_new_price(acme_app):
+    """A batch reads the old price, the price changes and the job starts, and only then does the
+    batch commit: the job waits for it instead of passing its runs by (found by bench/soak.py)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time: the price change waits for the batch")
+    ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
+    priced, price_changed, errors = threading.Event(), threading.Event(), []
+
+    def batch_in_flight():
+        try:
+            with transaction.atomic():
+                ingest(acme_app, *[call(f"r{n}", "a") for n in range(5)])  # priced at 1 inside
+                priced.set()
+                price_changed.wait(5)
+                time.sleep(0.3)  # the job has started meanwhile
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=batch_in_flight)
+    writer.start()
+    assert priced.wait(5)
+    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
+    price_changed.set()
+    summary = recalculate_costs()
+    writer.join()
+    assert not errors
+    assert costs() == {f"r{n}": Decimal(3) for n in range(5)} and summary.changed == 5
