@@ -47,6 +47,9 @@ from apps.tenancy.models import App
 from apps.tracing.models import RunCost, Status
 
 WINDOW = timedelta(days=7)  # without `from`: the last 7 days up to `to` (default: now)
+# `from` and `to` must lie in these years: outside them the window's arithmetic overflows Python's
+# dates (`to=0001-01-01` less the 7-day default was a 500, found by the schema fuzzing).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 HOURLY_UP_TO = timedelta(days=2)  # the default interval: hour for windows up to this long, else day
 MAX_INTERVALS = 5000  # a window may hold at most this many intervals (about 7 months of hours)
 ERROR_SAMPLE = 50_000  # top_errors groups the newest this many error runs of the window
@@ -86,6 +89,9 @@ def analytics_filter(app, params) -> AnalyticsQuery:
     if not filterset.is_valid():
         raise ValidationError(filterset.errors)
     data = filterset.form.cleaned_data
+    for name in ("from", "to"):
+        if data.get(name) and not EARLIEST <= data[name] < LATEST:
+            raise ValidationError({name: [f"Must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}."]})
     end = data.get("to") or timezone.now()
     start = data.get("from") or end - WINDOW
     if start > end:

@@ -74,6 +74,8 @@ def test_the_filters_reach_every_endpoint(acme_client, dataset):
         ("group_by=team", "group_by: Select a valid choice. team is not one of the available choices."),
         ("from=2026-05-03T00:00:00Z&to=2026-05-01T00:00:00Z", "from: Must not be after `to` (default: now)."),
         ("from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&interval=hour", "interval: At most 5000 intervals"),
+        ("to=0001-01-01T01:02:00Z", "to: Must be from 1970-01-01 to before 9000-01-01."),  # was a 500
+        ("from=9999-12-31T00:00:00Z&to=9999-12-31T23:00:00Z&tz=Pacific/Kiritimati", "from: Must be from 1970"),
     ],
 )
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
