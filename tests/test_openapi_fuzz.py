@@ -5,6 +5,10 @@ types and bodies — and never with a 500.
 Over HTTP against a live server (pytest-django's, on the test's database), bounded per operation
 so that the whole schema runs in CI in about a minute. The ingestion routes (/api/report,
 /v1/traces, the Langfuse and Lunary ones) are in the schema, so they are fuzzed too.
+Derandomized, so that CI sends the same requests every run and never turns red on a new draw.
+Random draws explore further: without `derandomize` one found the analytics 500 that
+tests/analytics/test_api.py now pins, and the schemathesis CLI goes further still
+(docs/ARCHITECTURE.md, "Tests that search for failures").
 """
 
 import orjson
@@ -45,7 +49,7 @@ schema = _schema()
 
 @pytest.mark.django_db(transaction=True)
 @schema.parametrize()
-@examples(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@examples(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case, live_server, acme_key):
     headers = {"Authorization": f"Bearer {acme_key}"}
     case.call_and_validate(base_url=live_server.url, headers=headers, checks=CHECKS)
