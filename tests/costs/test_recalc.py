@@ -1,12 +1,10 @@
 """The cost recalculation: set-based, scoped, idempotent, safe during ingestion; thread totals follow."""
 
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -15,7 +13,7 @@ from apps.threads.models import Thread
 from apps.tracing.models import Run
 from apps.tracing.repricing import recalculate_costs, request_recalculation
 from tests.factories import AppFactory
-from tests.helpers import ingest
+from tests.helpers import ingest, uncommitted_batch
 
 
 def call(run_id, model, *, at="2026-05-01T10:00:00Z", tokens=1000, **fields):
@@ -124,27 +122,10 @@ def test_recalculation_during_ingestion_loses_no_update(acme_app):
     # Started runs that already carry a token count; some end events will bring the final one.
     ingest(acme_app, *[{**call(f"r{n}", "a", tokens=1000), "name": "llm_start"} for n in range(10)])
     ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
-    written, job_started, errors = threading.Event(), threading.Event(), []
-
-    def ingestion_in_flight():
-        try:
-            with transaction.atomic():
-                ingest(acme_app, *[{**call(f"r{n}", "a", tokens=2000), "name": "llm_end"} for n in range(5)])
-                written.set()
-                job_started.wait(5)
-                time.sleep(0.5)  # the job reaches its UPDATE and waits on these rows
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=ingestion_in_flight)
-    writer.start()
-    assert written.wait(5)
-    job_started.set()
-    recalculate_costs()
-    writer.join()
-    assert not errors
+    ends = [{**call(f"r{n}", "a", tokens=2000), "name": "llm_end"} for n in range(5)]
+    with uncommitted_batch(acme_app, *ends) as release:
+        release()  # the job reaches its UPDATE and waits on these rows
+        recalculate_costs()
     repriced = {(r.run_id, r.prompt_tokens, r.cost) for r in Run.objects.with_cost()}
     assert repriced == {(f"r{n}", 2000 if n < 5 else 1000, Decimal(6 if n < 5 else 3)) for n in range(10)}
 
@@ -266,26 +247,8 @@ def test_runs_priced_before_a_price_change_and_committed_during_the_job_get_the_
     if connection.vendor != "postgresql":
         pytest.skip("SQLite lets one writer in at a time: the price change waits for the batch")
     ModelCost.objects.create(model="a", prompt_price=Decimal("1"), completion_price=Decimal("1"))
-    priced, price_changed, errors = threading.Event(), threading.Event(), []
-
-    def batch_in_flight():
-        try:
-            with transaction.atomic():
-                ingest(acme_app, *[call(f"r{n}", "a") for n in range(5)])  # priced at 1 inside
-                priced.set()
-                price_changed.wait(5)
-                time.sleep(0.3)  # the job has started meanwhile
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=batch_in_flight)
-    writer.start()
-    assert priced.wait(5)
-    ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
-    price_changed.set()
-    summary = recalculate_costs()
-    writer.join()
-    assert not errors
+    with uncommitted_batch(acme_app, *[call(f"r{n}", "a") for n in range(5)]) as release:  # priced at 1
+        ModelCost.objects.filter(model="a").update(prompt_price=Decimal("3"))
+        release()  # the job starts while the batch is still open
+        summary = recalculate_costs()
     assert costs() == {f"r{n}": Decimal(3) for n in range(5)} and summary.changed == 5

@@ -1,6 +1,5 @@
 """OBSERVATORY_ASSEMBLY=worker: /api/report stores and queues events; workers apply them, exactly once."""
 
-import threading
 from unittest import mock
 
 import orjson
@@ -11,7 +10,7 @@ from django.utils import timezone
 from apps.ingestion.assembly import assemble_pending, pending_count
 from apps.threads.models import ThreadMessage
 from apps.tracing.models import Event, QueuedBatch, Run
-from tests.helpers import ingest, report
+from tests.helpers import at_once, ingest, report
 
 TRACE = [
     {"name": "agent_start", "run_id": "a", "timestamp": "2026-05-01T10:00:00Z", "metadata": {"agent": "bot"}},
@@ -102,22 +101,8 @@ def test_concurrent_workers_apply_each_event_once(acme_app, settings):
     with mock.patch("apps.ingestion.tasks.schedule_assembly"):  # nothing applies on commit
         ingest(acme_app, *chats, *calls)
     assert pending_count() == 480
-    done, errors = [], []
-
-    def work():
-        try:
-            done.append(assemble_pending(limit=25))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=work) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    assert not errors and sum(done) == 480 and pending_count() == 0
+    done = at_once(lambda: assemble_pending(limit=25), 3)
+    assert sum(done) == 480 and pending_count() == 0
     assert ThreadMessage.objects.count() == 240 and Run.objects.count() == 240
 
 

@@ -6,11 +6,10 @@ example is compared, table by table, with the clean delivery in the same mode an
 """
 
 import random
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
@@ -20,7 +19,7 @@ from apps.costs.models import ModelCost
 from apps.ingestion.assembly import assemble_pending
 from apps.threads.models import Thread, ThreadMessage
 from apps.tracing.models import Event, Feedback, Run, RunCost, RunSearch
-from tests.helpers import ingest
+from tests.helpers import at_once, ingest
 
 USER = {"agent": "support", "user_id": "u1", "user_email": "u1@example.com", "thread_id": "t1"}
 
@@ -170,23 +169,7 @@ def test_concurrent_workers_give_the_clean_delivery(acme_app, priced, settings, 
     clean = deliver(acme_app, [TRACE], worker=True, applied_after=[True])
     for event in random.Random(seed).sample(TRACE, len(TRACE)):
         ingest(acme_app, event)
-    errors, start = [], threading.Barrier(3)
-
-    def worker():
-        try:
-            start.wait(5)
-            assemble_pending(limit=1)
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=worker) for _ in range(3)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
+    at_once(lambda: assemble_pending(limit=1), 3)
     assemble_pending()  # events a worker left because another held their run
-    assert not errors
     found = state()
     assert found == clean, differences(found, clean)

@@ -1,17 +1,14 @@
 """Thread aggregates stay right whatever the order and however often events are delivered."""
 
 import itertools
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
 
 from apps.costs.models import ModelCost
 from apps.threads.models import Thread
-from tests.helpers import ingest
+from tests.helpers import ingest, uncommitted_batch
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -95,23 +92,7 @@ def test_two_batches_adding_runs_to_one_thread_at_once_are_both_counted(acme_app
          "timestamp": "2026-05-01T10:00:01Z"},
     )  # fmt: skip
     child = {"name": "llm_call", "parent_run_id": "a", "model": "m", "timestamp": "2026-05-01T10:00:02Z"}
-    first_written, errors = threading.Event(), []
-
-    def first_worker():
-        try:
-            with transaction.atomic():
-                ingest(acme_app, {**child, "run_id": "r1", "total_tokens": 100})
-                first_written.set()
-                time.sleep(0.5)  # the second batch runs into this one's thread meanwhile
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=first_worker)
-    worker.start()
-    assert first_written.wait(5)
-    ingest(acme_app, {**child, "run_id": "r2", "total_tokens": 50})
-    worker.join()
-    assert not errors
+    with uncommitted_batch(acme_app, {**child, "run_id": "r1", "total_tokens": 100}) as release:
+        release()  # the second batch runs into the first's thread meanwhile
+        ingest(acme_app, {**child, "run_id": "r2", "total_tokens": 50})
     assert Thread.objects.get().total_tokens == 150

@@ -26,7 +26,7 @@ from apps.tracing.sql import try_advisory_lock
 from apps.tracing.tasks import purge_expired_task
 from observatory.celery import app as celery_app
 from tests.factories import AppFactory
-from tests.helpers import ingest
+from tests.helpers import at_once, ingest
 
 NOW = timezone.now().replace(microsecond=0)
 ROOT = Path(__file__).resolve().parents[2]
@@ -348,23 +348,7 @@ def test_two_purges_at_once_delete_each_row_once(acme_app):
     retention(acme_app, 30)
     saved_trace(acme_app)
     ingest(acme_app, *[llm(f"r{n}", 40 + n / 100) for n in range(60)], *[chat(f"m{n}", 40, thread=f"t{n}") for n in range(20)])  # fmt: skip  # noqa: E501
-    barrier, results, errors = threading.Barrier(2), [], []
-
-    def worker():
-        try:
-            barrier.wait()
-            results.append(purge(acme_app, batch_size=5))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+    results = at_once(lambda: purge(acme_app, batch_size=5), 2)
     assert sum(r.runs for r in results) == 62 and sum(r.messages for r in results) == 20
     assert sum(r.threads_deleted for r in results) == 20
     assert run_ids() == TREE and not ThreadMessage.objects.exists()
