@@ -279,41 +279,45 @@ ANALYTICS = [(f"analytics: {name}", f"/api/analytics/{name}") for name in ("usag
 
 
 def api_reader(soak: Soak, n: int, since: str) -> None:
-    client, rng = HttpClient(soak.url, soak.key), random.Random(n)
-    while not soak.stop.is_set():
-        steps = [*API_QUERIES, ("runs: roots", f"/api/run/?root=true&limit=20&from={quote(since)}"),
-                 ("threads", "/api/threads/?limit=20"), *ANALYTICS]  # fmt: skip
-        if soak.roots:
-            steps.append(("run with its trace", f"/api/run/{rng.choice(soak.roots)}/"))
-        if soak.threads:
-            steps.append(("thread", f"/api/threads/{rng.choice(soak.threads)}/"))
-        for label, path in rng.sample(steps, len(steps)):
-            if soak.stop.wait(soak.think):
-                break
-            reply = soak.call(client, "api", label, "GET", path)
-            if reply is not None and reply.status == 200 and label in ("runs: roots", "threads"):
-                results = reply.json()["results"]
-                if label == "threads":
-                    soak.threads = [t["id"] for t in results] or soak.threads
-                else:
-                    soak.roots = [r["run_id"] for r in results] or soak.roots
-    client.close()
+    fixed = [*API_QUERIES, ("runs: roots", f"/api/run/?root=true&limit=20&from={quote(since)}"),
+             ("threads", "/api/threads/?limit=20"), *ANALYTICS]  # fmt: skip
+
+    def learn(label: str, reply) -> None:  # the runs and threads the other readers open
+        if reply is not None and reply.status == 200 and label in ("runs: roots", "threads"):
+            results = reply.json()["results"]
+            if label == "threads":
+                soak.threads = [t["id"] for t in results] or soak.threads
+            else:
+                soak.roots = [r["run_id"] for r in results] or soak.roots
+
+    read(soak, HttpClient(soak.url, soak.key), random.Random(n), "api", fixed,
+         ("run with its trace", "/api/run/{}/"), ("thread", "/api/threads/{}/"), learn)  # fmt: skip
 
 
 def page_reader(soak: Soak, n: int) -> None:
-    client, rng = HttpClient(soak.url), random.Random(1000 + n)
+    client = HttpClient(soak.url)
     client.headers["Cookie"] = soak.cookie
+    fixed = [("page: LLM Calls", "/"), ("page: LLM Calls, search", "/?search=refund"),
+             ("page: Threads", "/threads/"), ("page: Analytics", "/analytics/")]  # fmt: skip
+    read(soak, client, random.Random(1000 + n), "page", fixed, ("page: run", "/runs/{}/"),
+         ("page: thread", "/threads/{}/"))  # fmt: skip
+
+
+def read(soak: Soak, client: HttpClient, rng: random.Random, group: str, fixed: list, run_step: tuple,
+         thread_step: tuple, learn=None) -> None:  # fmt: skip
+    """Until the soak stops: `fixed` and, once known, a run and a thread, in a shuffled order."""
     while not soak.stop.is_set():
-        steps = [("page: LLM Calls", "/"), ("page: LLM Calls, search", "/?search=refund"),
-                 ("page: Threads", "/threads/"), ("page: Analytics", "/analytics/")]  # fmt: skip
+        steps = list(fixed)
         if soak.roots:
-            steps.append(("page: run", f"/runs/{rng.choice(soak.roots)}/"))
+            steps.append((run_step[0], run_step[1].format(rng.choice(soak.roots))))
         if soak.threads:
-            steps.append(("page: thread", f"/threads/{rng.choice(soak.threads)}/"))
+            steps.append((thread_step[0], thread_step[1].format(rng.choice(soak.threads))))
         for label, path in rng.sample(steps, len(steps)):
             if soak.stop.wait(soak.think):
                 break
-            soak.call(client, "page", label, "GET", path)
+            reply = soak.call(client, group, label, "GET", path)
+            if learn:
+                learn(label, reply)
     client.close()
 
 
